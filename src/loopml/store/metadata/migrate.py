@@ -75,10 +75,7 @@ def ensure_schema(store: MetadataStore) -> None:
     """Upgrade the schema to :data:`HEAD_REVISION` if it is behind; refuse a newer one."""
     if _current(store) == HEAD_REVISION:
         return
-    with _migration_lock(store):
-        # Another process may have migrated while this one waited for the lock.
-        if _current(store) != HEAD_REVISION:
-            upgrade(store)
+    upgrade(store)
 
 
 def upgrade(store: MetadataStore) -> None:
