@@ -81,11 +81,23 @@ def cli() -> Cli:
     return invoke
 
 
-def run_loopml(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
+def run_loopml(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    user: int | None = None,
+) -> CliResult:
     """Run the installed ``loopml`` script in a subprocess, as a user would."""
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.run(
-        [str(LOOPML_BIN), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+        [str(LOOPML_BIN), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        user=user,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 

@@ -101,7 +101,9 @@ def parse_ref(text: str, default: RefKind = RefKind.LATEST) -> Ref:
         number = int(version.group(1))
         if number < 1:
             raise InvalidReferenceError(f"invalid reference {text!r}: versions start at v1")
-        return Ref(name=name, kind=RefKind.VERSION, version=number)
+        # All-digit text may also be a hash prefix ("@1234abcd" minus letters); keep it.
+        label = rest if rest.isdigit() else None
+        return Ref(name=name, kind=RefKind.VERSION, version=number, label=label)
     if not _NAME_RE.match(rest):
         raise InvalidReferenceError(
             f"invalid reference {text!r}: {rest!r} is not a version, tag or hash prefix"

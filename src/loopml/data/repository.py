@@ -175,6 +175,9 @@ class DatasetRepository:
             for version in versions:
                 if version.number == ref.version:
                     return version
+            by_hash = self._by_hash_prefix(ref, versions)
+            if by_hash is not None:
+                return by_hash
             raise VersionNotFoundError(
                 f"{ref} does not exist; {ref.name} has v1 to v{versions[-1].number}"
             )
@@ -182,18 +185,25 @@ class DatasetRepository:
         for version in versions:
             if ref.label in version.tags:
                 return version
-        if ref.could_be_hash:
-            matches = [v for v in versions if v.hash.startswith(ref.label)]
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1:
-                numbers = ", ".join(f"v{v.number}" for v in matches)
-                raise AmbiguousReferenceError(
-                    f"{ref} matches several versions ({numbers}); give more hash characters"
-                )
+        by_hash = self._by_hash_prefix(ref, versions)
+        if by_hash is not None:
+            return by_hash
         raise VersionNotFoundError(
             f"{ref} names no tag or hash of {ref.name}; `loopml data log {ref.name}` lists them"
         )
+
+    @staticmethod
+    def _by_hash_prefix(ref: Ref, versions: list[DatasetVersion]) -> DatasetVersion | None:
+        if not ref.could_be_hash or ref.label is None:
+            return None
+        matches = [v for v in versions if v.hash.startswith(ref.label)]
+        if len(matches) > 1:
+            numbers = ", ".join(f"v{v.number}" for v in matches)
+            raise AmbiguousReferenceError(
+                f"{ref.name}@{ref.label} matches several versions ({numbers}); "
+                "give more hash characters"
+            )
+        return matches[0] if matches else None
 
     def add_version(
         self,

@@ -85,6 +85,11 @@ def scan_path(target: Path, shown: str | None = None) -> tuple[str, list[Scanned
                 stack.append((entry.path, relative + "/"))
             elif entry.is_file(follow_symlinks=False):
                 files.append(ScannedFile(relative, entry.path, entry.stat(follow_symlinks=False)))
+            else:
+                raise UserInputError(
+                    f"{shown}/{relative} is not a regular file (a pipe, socket or device); "
+                    "move it out of the tracked folder"
+                )
     files.sort(key=lambda f: f.relative)
     return "dir", files
 

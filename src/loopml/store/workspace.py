@@ -88,7 +88,10 @@ class Workspace:
         candidate = Path(path)
         if not candidate.is_absolute():
             candidate = Path.cwd() / candidate
-        resolved = candidate.resolve()
+        try:
+            resolved = candidate.resolve()
+        except (RuntimeError, OSError):
+            raise UserInputError(f"{path} is a symlink loop; remove or fix the link") from None
         if resolved != self.root and self.root not in resolved.parents:
             raise UserInputError(
                 f"{path} is outside the workspace {self.root}; move it inside or run loopml there"

@@ -14,13 +14,11 @@ from sqlalchemy.exc import DBAPIError
 
 from loopml.store.metadata import MetadataStore
 
-DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# Read at import: the suite's autouse fixture clears every LOOPML_* variable before each test.
+PG_ADMIN_URL = os.environ.get(
+    "LOOPML_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-def pg_admin_url() -> str:
-    """The test database's URL: ``LOOPML_TEST_PG_URL`` or the local default."""
-    return os.environ.get("LOOPML_TEST_PG_URL", DEFAULT_PG_URL)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -59,18 +57,21 @@ def unreachable_url(backend: str, tmp_path: Path) -> str:
 
 
 def _postgres_schema_url() -> Iterator[str]:
-    admin = make_url(pg_admin_url())
+    admin = make_url(PG_ADMIN_URL)
     schema = f"loopml_test_{uuid.uuid4().hex[:16]}"
     engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    problem = None
     try:
         with engine.connect() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     except DBAPIError as exc:
+        problem = str(exc.orig).strip().splitlines()[0]
+    if problem is not None:
         engine.dispose()
         # Fail, never skip: CI starts PostgreSQL, so its absence is a broken setup.
         pytest.fail(
             f"PostgreSQL is not reachable at {admin.render_as_string(hide_password=True)} "
-            f"({exc.orig}); start it or set LOOPML_TEST_PG_URL",
+            f"({problem}); start it or set LOOPML_TEST_PG_URL",
             pytrace=False,
         )
     url = admin.update_query_dict({"options": f"-csearch_path={schema}"})

@@ -5,7 +5,7 @@ never imports Alembic; Alembic is imported only when the schema is behind.
 
 To write a new migration, add ``migrations/versions/NNNN_<slug>.py`` (for example with
 ``alembic.command.revision(alembic_config(), "message", rev_id="0002")``), then append its
-revision to :data:`KNOWN_REVISIONS` and move :data:`HEAD_REVISION`; a test checks all three agree.
+revision to ``KNOWN_REVISIONS`` in ``loopml/store/schema_revisions.py``; a test checks they agree.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from loopml.store.metadata.errors import SchemaTooNewError
+from loopml.store.schema_revisions import HEAD_REVISION, KNOWN_REVISIONS
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -36,10 +37,9 @@ __all__ = [
     "upgrade",
 ]
 
-# Every migration's revision id, oldest first. Knowing them without importing Alembic is what
-# lets ``open`` tell "behind" (upgrade) from "newer than this code" (refuse) cheaply.
-KNOWN_REVISIONS: Final[tuple[str, ...]] = ("0001",)
-HEAD_REVISION: Final[str] = KNOWN_REVISIONS[-1]
+# The revision list lives in a module without imports, so stdlib-sqlite3 fast paths can check
+# the schema without SQLAlchemy; knowing it without Alembic lets ``open`` tell "behind" (upgrade)
+# from "newer than this code" (refuse) cheaply.
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 # Any fixed 64-bit key works; every loopml process must use the same one ("loopml" in ASCII).
@@ -75,7 +75,10 @@ def ensure_schema(store: MetadataStore) -> None:
     """Upgrade the schema to :data:`HEAD_REVISION` if it is behind; refuse a newer one."""
     if _current(store) == HEAD_REVISION:
         return
-    upgrade(store)
+    with _migration_lock(store):
+        # Another process may have migrated while this one waited for the lock.
+        if _current(store) != HEAD_REVISION:
+            upgrade(store)
 
 
 def upgrade(store: MetadataStore) -> None:

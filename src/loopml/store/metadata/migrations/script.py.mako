@@ -5,7 +5,7 @@ Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 
 After adding this file, append its revision to KNOWN_REVISIONS in
-loopml/store/metadata/migrate.py (HEAD_REVISION follows), and update schema.py to match.
+loopml/store/schema_revisions.py (HEAD_REVISION follows), and update schema.py to match.
 """
 
 from __future__ import annotations
