@@ -70,6 +70,11 @@ def checkout(
     progress = progress or NullProgress()
     version = _version_for(workspace, reference)
     dataset = DatasetRepository(workspace.metadata).get(version.dataset)
+    if not workspace.objects.has(version.hash):
+        raise StoreError(
+            f"{version.label} is recorded but its files are not in this workspace; "
+            "run `loopml pull --all-versions` first"
+        )
     tree = workspace.objects.get_tree(version.hash)
     entries = [(safe_relative(e.path), e) for e in tree]
     target = workspace.resolve_inside(to) if to is not None else workspace.root / dataset.path
@@ -90,7 +95,7 @@ def checkout(
     if missing:
         raise StoreError(
             f"{len(missing)} objects of {version.label} are not in this workspace; "
-            "run `loopml pull` first"
+            "run `loopml pull --all-versions` first"
         )
 
     written = unchanged = removed = 0

@@ -176,8 +176,10 @@ def pull(
     all_versions: bool = False,
     progress: Progress | None = None,
 ) -> SyncResult:
-    """Receive records and objects: the versions ``loopml.lock`` names, else each latest.
+    """Receive every version record, and the objects of the versions a user needs.
 
+    Without names: the versions ``loopml.lock`` names (the data this commit uses), or the latest
+    of each remote dataset when there is no lock. Named datasets also get their latest version.
     With ``all_versions`` every recorded version's objects come across.
     """
     progress = progress or NullProgress()
@@ -206,12 +208,17 @@ def pull(
         if all_versions:
             chosen = versions
         else:
+            numbers = set()
             pinned = lock.get(name)
-            number = pinned.version if pinned else max(int(v["number"]) for v in versions)
-            chosen = [v for v in versions if int(v["number"]) == number]
-            if not chosen:
+            if pinned is not None:
+                numbers.add(pinned.version)
+            if pinned is None or names:
+                numbers.add(max(int(v["number"]) for v in versions))
+            chosen = [v for v in versions if int(v["number"]) in numbers]
+            if pinned is not None and not any(int(v["number"]) == pinned.version for v in chosen):
                 raise DataError(
-                    f"loopml.lock names {name}@v{number}, which remote {source.name} does not have"
+                    f"loopml.lock names {name}@v{pinned.version}, which remote {source.name} "
+                    "does not have; push it from the workspace that added it"
                 )
         tree_digests.extend(str(v["hash"]) for v in chosen)
     jobs = workspace.settings.effective_jobs * 4

@@ -97,7 +97,11 @@ def check_store(workspace: Workspace) -> FsckReport:
             report.checked += 1
             if not objects.verify(digest):
                 report.problems.append(FsckProblem("corrupt", digest, objects.url))
-    _, missing = reachable_objects(workspace.metadata, objects)
+    try:
+        _, missing = reachable_objects(workspace.metadata, objects)
+    except StoreError as exc:  # a damaged pack index: reported, not a crash of fsck itself
+        report.problems.append(FsckProblem("damaged", "-", str(exc)))
+        missing = []
     for digest, what in missing:
         report.problems.append(FsckProblem("missing", digest, what))
     return report

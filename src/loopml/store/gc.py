@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loopml.store.objects.fsspec_backend import FsspecObjectBackend
 from loopml.store.objects.local import LocalObjectBackend
 from loopml.store.roots import reachable_objects
 from loopml.store.workspace import Workspace
@@ -34,7 +36,7 @@ def collect_garbage(
     writes its objects before the record that makes them reachable.
     """
     objects = workspace.objects
-    reachable, _missing = reachable_objects(workspace.metadata, objects)
+    reachable, _missing = reachable_objects(workspace.metadata, objects, strict=True)
     report = GcReport(reachable=len(reachable), dry_run=dry_run)
     backend = objects.backend
     cutoff = time.time() - grace_seconds
@@ -64,12 +66,24 @@ def collect_garbage(
         report.leftovers = backend.leftovers(older_than=grace_seconds)
         if not dry_run:
             for leftover in report.leftovers:
-                leftover.unlink(missing_ok=True)
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover, ignore_errors=True)  # an interrupted copy's folder
+                else:
+                    leftover.unlink(missing_ok=True)
         return report
-    for digest in list(backend.iter_digests()):
-        if digest not in reachable:
-            report.unreachable.append(digest)
-            report.unreachable_bytes += backend.size(digest)
-            if not dry_run:
-                backend.delete(digest)
+    if isinstance(backend, FsspecObjectBackend):
+        stats = list(backend.iter_stats())
+    else:
+        stats = [(digest, backend.size(digest), None) for digest in backend.iter_digests()]
+    for digest, size, modified in stats:
+        if digest in reachable:
+            continue
+        # An object of unknown age is kept unless gc was told to keep nothing (``--grace 0``).
+        if grace_seconds > 0 and (modified is None or modified > cutoff):
+            report.kept_recent += 1
+            continue
+        report.unreachable.append(digest)
+        report.unreachable_bytes += size
+        if not dry_run:
+            backend.delete(digest)
     return report

@@ -38,9 +38,13 @@ def root_digests(metadata: MetadataStore) -> Iterator[tuple[str, str]]:
 
 
 def reachable_objects(
-    metadata: MetadataStore, objects: ObjectStore
+    metadata: MetadataStore, objects: ObjectStore, *, strict: bool = False
 ) -> tuple[set[str], list[tuple[str, str]]]:
-    """Every digest a root reaches (trees expanded), and roots whose object is missing."""
+    """Every digest a root reaches (trees expanded), and roots whose object is missing.
+
+    With ``strict`` (gc), a root that cannot be read or parsed raises ``StoreError``: the
+    objects it lists are unknown, and deleting them could destroy that version for good.
+    """
     reachable: set[str] = set()
     missing: list[tuple[str, str]] = []
     for digest, what in root_digests(metadata):
@@ -52,10 +56,16 @@ def reachable_objects(
             continue
         try:
             data = objects.read_bytes(digest)
-        except StoreError:
-            continue  # corrupt: fsck reports it; gc keeps it and what we can't read of it
-        if Tree.looks_like_tree(data):
-            for entry in Tree.from_bytes(data):
+            tree = Tree.from_bytes(data) if Tree.looks_like_tree(data) else None
+        except StoreError as exc:
+            if strict:
+                raise StoreError(
+                    f"{what} {digest[:12]} cannot be read ({type(exc).__name__}), so what it "
+                    "reaches is unknown and nothing was removed; run `loopml fsck` and restore it"
+                ) from None
+            continue  # corrupt: fsck reports it
+        if tree is not None:
+            for entry in tree:
                 reachable.add(entry.digest)
                 if not objects.has(entry.digest):
                     missing.append((entry.digest, f"file {entry.path} of {what} {digest[:12]}"))

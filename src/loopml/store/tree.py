@@ -7,6 +7,7 @@ directory always gives the same bytes and therefore the same tree hash.
 from __future__ import annotations
 
 import json
+import re
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from loopml.store.hashing import hash_bytes
 __all__ = ["Tree", "TreeDiff", "TreeEntry"]
 
 _FORMAT = "loopml-tree/1"
+_DIGEST = re.compile(r"[0-9a-f]{64}")  # an entry's digest also names a path in the store
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +102,10 @@ class Tree:
             if body.get("format") != _FORMAT:
                 raise ValueError(f"unknown format {body.get('format')!r}")
             entries = [TreeEntry(str(p), int(s), int(m), str(d)) for p, s, m, d in body["entries"]]
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            for entry in entries:
+                if entry.size < 0 or not _DIGEST.fullmatch(entry.digest):
+                    raise ValueError(f"bad entry for {entry.path!r}")
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             raise StoreError(f"not a loopml tree manifest ({exc}); run `loopml fsck`") from None
         return cls.build(entries)
 

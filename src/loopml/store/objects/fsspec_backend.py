@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -26,7 +27,11 @@ class FsspecObjectBackend:
         protocol, _, path = self.url.partition("://")
         if not path.strip("/"):
             raise StoreError(f"{url} names no bucket; use s3://bucket/prefix")
-        self.fs = fsspec.filesystem(protocol, **dict(storage_options or {}))
+        options = dict(storage_options or {})
+        # No listings cache: a listing (``missing``) would otherwise answer later ``has``/``open``
+        # from memory, blind to objects others uploaded or deleted since.
+        options.setdefault("use_listings_cache", False)
+        self.fs = fsspec.filesystem(protocol, **options)
         self.root = path.strip("/")
 
     def _path(self, digest: str) -> str:
@@ -88,9 +93,32 @@ class FsspecObjectBackend:
             if len(fan) == 2 and rest and "/" not in rest:
                 yield fan + rest
 
+    def iter_stats(self) -> Iterator[tuple[str, int, float | None]]:
+        """``(digest, size, modified epoch seconds or None)`` of every object, in one listing."""
+        try:
+            listing = self.fs.find(self.root, detail=True)
+        except FileNotFoundError:
+            return
+        for key, info in listing.items():
+            rel = key[len(self.root) + 1 :]
+            fan, _, rest = rel.partition("/")
+            if len(fan) == 2 and rest and "/" not in rest:
+                yield fan + rest, int(info.get("size") or 0), _modified(info)
+
     def delete(self, digest: str) -> None:
         """Remove the object if present."""
         try:
             self.fs.rm_file(self._path(digest))
         except FileNotFoundError:
             pass
+
+
+def _modified(info: Mapping[str, Any]) -> float | None:
+    """The modification time in an fsspec ``info`` dict (S3's ``LastModified`` and the like)."""
+    for key in ("LastModified", "mtime", "last_modified", "created"):
+        value = info.get(key)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, int | float):
+            return float(value)
+    return None

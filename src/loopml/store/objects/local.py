@@ -27,6 +27,8 @@ from loopml.store.objects.packs import PackIndex, PackWriter, iter_pack_indexes,
 __all__ = ["LocalObjectBackend"]
 
 _STALE_TMP_SECONDS = 3600.0
+_RACY_MTIME_NS = 3_000_000_000
+_RACY_RELIST_NS = 50_000_000
 
 
 class LocalObjectBackend:
@@ -40,6 +42,8 @@ class LocalObjectBackend:
         self.packs_dir = self.root / "packs"
         self._packs: dict[Path, PackIndex] = {}
         self._packs_seen_mtime: int | None = None
+        self._packs_racy = False
+        self._packs_listed_at = 0
         self._packs_lock = threading.Lock()
         self._made_dirs: set[str] = set()
 
@@ -72,14 +76,29 @@ class LocalObjectBackend:
         except FileNotFoundError:
             return []
         with self._packs_lock:
-            if mtime != self._packs_seen_mtime:
+            now = time.monotonic_ns()
+            # A change in the same timestamp tick as the last listing leaves the mtime unchanged
+            # (coarse or 1-2 s timestamps), so while the mtime is recent the folder is re-listed
+            # now and then; this store's own commits and repacks invalidate the cache at once.
+            recheck = self._packs_racy and now - self._packs_listed_at >= _RACY_RELIST_NS
+            if mtime != self._packs_seen_mtime or recheck:
                 current = set(iter_pack_indexes(self.packs_dir))
                 for gone in set(self._packs) - current:
                     del self._packs[gone]
                 for index_path in current - set(self._packs):
-                    self._packs[index_path] = read_index(index_path)
+                    try:
+                        self._packs[index_path] = read_index(index_path)
+                    except FileNotFoundError:
+                        continue  # repacked away since the listing
                 self._packs_seen_mtime = mtime
+                self._packs_racy = time.time_ns() - mtime < _RACY_MTIME_NS
+                self._packs_listed_at = now
             return list(self._packs.values())
+
+    def invalidate_packs(self) -> None:
+        """Forget the cached pack listing (after this process changed the packs folder)."""
+        with self._packs_lock:
+            self._packs_seen_mtime = None
 
     def _find_packed(self, digest: str) -> PackIndex | None:
         for index in self.pack_indexes():
@@ -89,7 +108,7 @@ class LocalObjectBackend:
 
     def new_pack_writer(self) -> PackWriter:
         """A writer for a new pack in this store."""
-        return PackWriter(self.packs_dir)
+        return PackWriter(self.packs_dir, on_commit=self.invalidate_packs)
 
     # -- the Protocol --------------------------------------------------------------------------
 
@@ -104,10 +123,30 @@ class LocalObjectBackend:
             packed.update(index.entries)
         return {d for d in digests if d not in packed and not self.loose_path(d).exists()}
 
+    def freshen(self, digest: str) -> bool:
+        """Whether the object is stored; if so its mtime becomes now.
+
+        Storing content that is already here writes nothing, so without this a concurrent
+        ``gc`` could still take the old object as an unreachable one past its grace period.
+        """
+        try:
+            os.utime(self.loose_path(digest))
+            return True
+        except FileNotFoundError:
+            pass
+        index = self._find_packed(digest)
+        if index is None:
+            return False
+        try:
+            os.utime(index.index_path)  # gc judges a pack's age by its index
+        except FileNotFoundError:
+            return False  # repacked away just now
+        return True
+
     def put_bytes(self, digest: str, data: bytes) -> None:
         """Store ``data`` as a loose object: temp file, fsync, rename."""
         final = self._ensure_parent(digest)
-        if final.exists():
+        if self.freshen(digest):
             return
         fd, tmp = self._tmp_file()
         try:
@@ -124,7 +163,7 @@ class LocalObjectBackend:
     def put_file(self, digest: str, path: Path) -> None:
         """Copy the file at ``path`` in as a loose object."""
         final = self._ensure_parent(digest)
-        if final.exists():
+        if self.freshen(digest):
             return
         fd, tmp = self._tmp_file()
         try:
@@ -148,7 +187,7 @@ class LocalObjectBackend:
                     out.flush()
                     os.fsync(out.fileno())
             final = self._ensure_parent(digest)
-            if final.exists() or self._find_packed(digest) is not None:
+            if self.freshen(digest):
                 tmp.unlink()
             else:
                 os.replace(tmp, final)
@@ -226,6 +265,7 @@ class LocalObjectBackend:
         # The new pack is published before the old one goes, so every survivor stays readable.
         index.index_path.unlink(missing_ok=True)
         index.pack_path.unlink(missing_ok=True)
+        self.invalidate_packs()
         fsync_dir(self.packs_dir)
         return len(dropped)
 

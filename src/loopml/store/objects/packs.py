@@ -14,7 +14,7 @@ import io
 import os
 import struct
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -44,9 +44,12 @@ class PackIndex:
     def read(self, digest: str) -> bytes:
         """The bytes of one packed object."""
         offset, length = self.entries[digest]
-        with open(self.pack_path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read(length)
+        try:
+            with open(self.pack_path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(length)
+        except FileNotFoundError:
+            raise StoreError(f"pack {self.pack_path.name} is missing; run `loopml fsck`") from None
         if len(data) != length:
             raise StoreError(f"pack {self.pack_path.name} is truncated; run `loopml fsck`")
         return data
@@ -85,8 +88,9 @@ def _index_bytes(entries: Iterable[tuple[str, int, int]]) -> bytes:
 class PackWriter:
     """Appends objects to one new pack; ``commit`` makes them visible all at once."""
 
-    def __init__(self, packs_dir: Path) -> None:
+    def __init__(self, packs_dir: Path, on_commit: Callable[[], None] | None = None) -> None:
         self._dir = packs_dir
+        self._on_commit = on_commit
         self._dir.mkdir(parents=True, exist_ok=True)
         self._name = f"pack-{new_id()}"
         self._tmp_path = self._dir / f"tmp-{self._name}.pack"
@@ -143,7 +147,9 @@ class PackWriter:
                 os.fsync(out.fileno())
             os.replace(tmp_index, index_path)
             fsync_dir(self._dir)
-            return index_path
+        if self._on_commit is not None:
+            self._on_commit()
+        return index_path
 
     def abort(self) -> None:
         """Drop everything appended."""

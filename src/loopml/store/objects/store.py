@@ -47,13 +47,15 @@ class _VerifyingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._done:
+            return 0
         count = self._raw.readinto(buffer)  # type: ignore[attr-defined]
         if count:
             self._hasher.update(buffer[:count])
-        elif not self._done:
+        elif self._hasher.hexdigest() != self._digest:
+            raise CorruptObjectError(self._digest, self._location)  # again on every read
+        else:
             self._done = True
-            if self._hasher.hexdigest() != self._digest:
-                raise CorruptObjectError(self._digest, self._location)
         return int(count or 0)
 
     def close(self) -> None:
@@ -75,7 +77,7 @@ class WriteBatch:
         if self._pack is not None and size <= self._store.small_object_bytes:
             data = path.read_bytes()
             digest = hash_bytes(data)
-            if digest not in self._pack and not self._store.backend.has(digest):
+            if digest not in self._pack and not self._store.stored(digest):
                 self._pack.add(digest, data)
             return StoredFile(digest, len(data))
         return self._store.add_file(path, size)
@@ -83,19 +85,21 @@ class WriteBatch:
     def add_verified(self, digest: str, data: bytes) -> None:
         """Add bytes already verified to hash to ``digest`` (objects copied between stores)."""
         if self._pack is not None and len(data) <= self._store.small_object_bytes:
-            if digest not in self._pack and not self._store.backend.has(digest):
+            if digest not in self._pack and not self._store.stored(digest):
                 self._pack.add(digest, data)
             return
-        self._store.backend.put_bytes(digest, data)
+        if not self._store.stored(digest):
+            self._store.backend.put_bytes(digest, data)
 
     def add_bytes(self, data: bytes) -> str:
         """Add ``data``; returns its digest."""
         digest = hash_bytes(data)
         if self._pack is not None and len(data) <= self._store.small_object_bytes:
-            if digest not in self._pack and not self._store.backend.has(digest):
+            if digest not in self._pack and not self._store.stored(digest):
                 self._pack.add(digest, data)
             return digest
-        self._store.backend.put_bytes(digest, data)
+        if not self._store.stored(digest):
+            self._store.backend.put_bytes(digest, data)
         return digest
 
 
@@ -113,10 +117,16 @@ class ObjectStore:
 
     # -- writing -------------------------------------------------------------------------------
 
+    def stored(self, digest: str) -> bool:
+        """``has`` for writers: a local object found is freshened, so gc's grace protects it."""
+        if isinstance(self.backend, LocalObjectBackend):
+            return self.backend.freshen(digest)
+        return self.backend.has(digest)
+
     def add_bytes(self, data: bytes) -> str:
         """Store ``data`` and return its digest."""
         digest = hash_bytes(data)
-        if not self.backend.has(digest):
+        if not self.stored(digest):
             self.backend.put_bytes(digest, data)
         return digest
 
@@ -230,9 +240,13 @@ class ObjectStore:
 
         def fetch(digest: str) -> tuple[str, int, bytes | None]:
             data_size = self.backend.size(digest)
-            if data_size <= self.small_object_bytes:
-                return digest, data_size, self.read_bytes(digest)
-            _copy_large(self, other, digest)
+            if data_size > self.small_object_bytes:
+                _copy_large(self, other, digest)
+                return digest, data_size, None
+            data = self.read_bytes(digest)
+            if target_packs:
+                return digest, data_size, data
+            other.backend.put_bytes(digest, data)  # uploads run in the pool too, not one by one
             return digest, data_size, None
 
         # Small objects bound for a local store are packed, a pack per slice, so an interrupted
@@ -244,10 +258,7 @@ class ObjectStore:
                 with other.batch() as batch:
                     for digest, size, data in pool.map(fetch, part):
                         if data is not None:
-                            if target_packs:
-                                batch.add_verified(digest, data)
-                            else:
-                                other.backend.put_bytes(digest, data)
+                            batch.add_verified(digest, data)
                         if on_object is not None:
                             on_object(digest, size)
         return len(todo)
