@@ -121,7 +121,7 @@ def test_four_processes_add_at_once(workspace: Workspace) -> None:
         for n in range(4)
     ]
     outputs = [p.communicate(timeout=120) for p in procs]
-    for proc, (out, err) in zip(procs, outputs, strict=True):
+    for proc, (_out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err.decode()
         assert b"error" not in err
     listing = run_loopml("data", "ls", cwd=workspace.root).stdout.splitlines()[1:]
