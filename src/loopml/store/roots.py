@@ -22,6 +22,8 @@ __all__ = ["ROOT_COLUMNS", "reachable_objects", "root_digests"]
 ROOT_COLUMNS: list[tuple[str, str, str]] = [
     ("dataset_versions", "hash", "dataset version"),
     ("pins", "hash", "pin"),
+    ("run_artifacts", "digest", "run artifact"),
+    ("runs", "manifest_hash", "run manifest"),
 ]
 
 

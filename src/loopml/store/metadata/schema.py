@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -30,9 +31,17 @@ __all__ = [
     "dataset_tags",
     "dataset_versions",
     "datasets",
+    "experiments",
+    "latest_metrics",
     "metadata",
     "pins",
     "remotes",
+    "run_artifacts",
+    "run_inputs",
+    "run_metrics",
+    "run_params",
+    "run_tags",
+    "runs",
     "stat_cache",
 ]
 
@@ -127,4 +136,115 @@ pins = Table(
     Column("hash", HASH, primary_key=True),
     Column("reason", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+)
+
+
+# -- experiment tracking (revision 0002) ------------------------------------------------------
+
+KEY = String(250)
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", NAME, nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("experiment_id", ID, ForeignKey("experiments.id"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("start_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger, nullable=True),
+    Column("parent_run_id", ID, nullable=True),
+    Column("user", NAME, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    # Written by the run's background writer; a running run whose heartbeat stops is crashed.
+    Column("heartbeat_at", BigInteger, nullable=False),
+    Column("manifest_hash", HASH, nullable=True),
+    Column("error_type", String(256), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("deleted_at", BigInteger, nullable=True),
+    CheckConstraint(
+        "status IN ('running', 'finished', 'failed', 'crashed', 'killed')", name="status"
+    ),
+    Index(None, "experiment_id", "start_time"),
+    Index(None, "parent_run_id"),
+    Index(None, "status"),
+)
+
+run_params = Table(
+    "run_params",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.id"), nullable=False),
+    Column("key", KEY, nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+)
+
+# Every logged point. NaN is stored as NULL on both databases (SQLite cannot store NaN);
+# infinities are stored as themselves.
+run_metrics = Table(
+    "run_metrics",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.id"), nullable=False),
+    Column("key", KEY, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("value", Float, nullable=True),
+    Index(None, "run_id", "key", "step"),
+)
+
+# The newest point of each metric of each run, kept up to date on every batch, so that
+# filtering and sorting runs by a metric is one indexed join instead of a scan of the history.
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.id"), nullable=False),
+    Column("key", KEY, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("value", Float, nullable=True),
+    PrimaryKeyConstraint("run_id", "key"),
+    Index(None, "key", "value"),
+)
+
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.id"), nullable=False),
+    Column("key", KEY, nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+)
+
+# Artifacts are objects in the object store (a file's blob or a folder's tree): gc roots.
+run_artifacts = Table(
+    "run_artifacts",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.id"), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("digest", HASH, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("run_id", "path"),
+    Index(None, "digest"),
+    CheckConstraint("kind IN ('file', 'tree')", name="kind"),
+)
+
+# Dataset versions a run read, for its manifest and for lineage.
+run_inputs = Table(
+    "run_inputs",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.id"), nullable=False),
+    Column("dataset", NAME, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("hash", HASH, nullable=False),
+    PrimaryKeyConstraint("run_id", "dataset", "version"),
 )
