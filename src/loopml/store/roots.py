@@ -24,6 +24,7 @@ ROOT_COLUMNS: list[tuple[str, str, str]] = [
     ("pins", "hash", "pin"),
     ("run_artifacts", "digest", "run artifact"),
     ("runs", "manifest_hash", "run manifest"),
+    ("runs", "environment_hash", "run environment"),
 ]
 
 

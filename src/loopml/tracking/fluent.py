@@ -317,7 +317,7 @@ class ActiveRun:
         }
         digest = objects.add_bytes(canonical_json(document))
         session.store.log_inputs(self.id, inputs)
-        session.store.set_manifest(self.id, digest)
+        session.store.set_manifest(self.id, digest, environment_digest)
 
     def __enter__(self) -> ActiveRun:
         return self

@@ -262,11 +262,13 @@ class SqlTrackingStore:
             )
         )
 
-    def set_manifest(self, run_id: str, digest: str) -> None:
-        """Point the run at its manifest object."""
+    def set_manifest(self, run_id: str, digest: str, environment_digest: str) -> None:
+        """Point the run at its manifest object and the environment object it names."""
         self.metadata.run_write(
             lambda conn: conn.execute(
-                update(runs).where(runs.c.id == run_id).values(manifest_hash=digest)
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(manifest_hash=digest, environment_hash=environment_digest)
             )
         )
 

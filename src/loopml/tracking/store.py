@@ -62,8 +62,8 @@ class TrackingStore(Protocol):
         """End (or re-open) a run."""
         ...
 
-    def set_manifest(self, run_id: str, digest: str) -> None:
-        """Point the run at its manifest object."""
+    def set_manifest(self, run_id: str, digest: str, environment_digest: str) -> None:
+        """Point the run at its manifest object and the environment object it names."""
         ...
 
     def log_artifacts(self, run_id: str, artifacts: Sequence[ArtifactRecord]) -> None:

@@ -167,6 +167,7 @@ runs = Table(
     # Written by the run's background writer; a running run whose heartbeat stops is crashed.
     Column("heartbeat_at", BigInteger, nullable=False),
     Column("manifest_hash", HASH, nullable=True),
+    Column("environment_hash", HASH, nullable=True),
     Column("error_type", String(256), nullable=True),
     Column("error_message", Text, nullable=True),
     Column("deleted_at", BigInteger, nullable=True),

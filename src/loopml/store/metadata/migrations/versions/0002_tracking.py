@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("pid", sa.Integer(), nullable=False),
         sa.Column("heartbeat_at", sa.BigInteger(), nullable=False),
         sa.Column("manifest_hash", sa.String(64), nullable=True),
+        sa.Column("environment_hash", sa.String(64), nullable=True),
         sa.Column("error_type", sa.String(256), nullable=True),
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column("deleted_at", sa.BigInteger(), nullable=True),
