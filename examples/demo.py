@@ -43,6 +43,17 @@ def loopml(*args: str, cwd: Path) -> str:
     return proc.stdout
 
 
+def python(*args: str, cwd: Path) -> None:
+    """Run a Python script of the project with the demo's interpreter."""
+    console.print(f"[bold cyan]$ python {' '.join(args)}[/]  [dim]({cwd.relative_to(DEMO)})[/]")
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, stdout=subprocess.PIPE, text=True)
+    if proc.stdout.strip():
+        console.print(proc.stdout.rstrip(), markup=False)
+    if proc.returncode != 0:
+        console.print(f"[bold red]demo step failed:[/] python {' '.join(args)}")
+        sys.exit(proc.returncode)
+
+
 def snapshot(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
@@ -94,6 +105,15 @@ def main() -> None:
     loopml("fsck", cwd=project)
     loopml("gc", cwd=project)
 
+    console.print(Rule("5. Train on the versioned data, tracked: two runs, compared"))
+    shutil.copy(HERE / "examples" / "churn_train.py", project / "train.py")
+    for depth in ("3", "10"):
+        python("train.py", "--data", "churn@v2", "--max-depth", depth, cwd=project)
+    listing = loopml("runs", "ls", "--experiment", "churn", cwd=project)
+    run_ids = [line.split("\t")[0] for line in listing.splitlines()[1:3] if "\t" in line]
+    if len(run_ids) == 2:
+        loopml("runs", "compare", *run_ids, cwd=project)
+
     import pandas as pd
 
     from loopml.data import read_frame
@@ -113,7 +133,7 @@ def main() -> None:
             for ref, f in frames.items()
         }
     )
-    console.print(Rule("5. The same versions from Python: loopml.data.read_frame"))
+    console.print(Rule("6. The same versions from Python: loopml.data.read_frame"))
     console.print(table.to_string(), markup=False)
     console.print(f"\nDemo workspace left in {DEMO} — try `cd {project} && loopml data log churn`.")
 

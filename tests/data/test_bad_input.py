@@ -150,3 +150,10 @@ def test_unreadable_file(
     assert_one_line_error(result, 2, "cannot read d/secret.txt: permission denied")
     assert records(workspace) == baseline
     assert stat.S_IMODE(secret.stat().st_mode) == 0
+
+
+def test_bad_flag_is_a_usage_error(workspace: Workspace, cli: Cli) -> None:
+    result = cli("data", "add", "--bogus")
+    assert result.exit_code == 2
+    assert "No such option: --bogus" in result.output
+    assert "Traceback" not in result.output

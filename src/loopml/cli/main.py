@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from loopml._version import __version__
@@ -70,7 +69,8 @@ def run(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        app(args=args, prog_name="loopml", standalone_mode=False)
+        # Standalone mode: usage errors print the usage line and exit 2, as every CLI does.
+        app(args=args, prog_name="loopml")
     except LoopMLError as exc:
         if debug:
             err.print_exception()
@@ -78,14 +78,6 @@ def run(argv: list[str] | None = None) -> None:
 
         err.print(Text.assemble(("error: ", "bold red"), str(exc)))
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
     except KeyboardInterrupt:
         err.print("interrupted; nothing half-written was kept")
         sys.exit(130)
