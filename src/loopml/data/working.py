@@ -59,14 +59,21 @@ def hash_working_files(
     known = cache.lookup([f.absolute for f in files])
     digests: dict[str, tuple[str, int]] = {}
     to_read: list[ScannedFile] = []
-    objects = workspace.objects if batch is not None else None
+    trusted: list[tuple[ScannedFile, str]] = []
     for item in files:
         entry = known.get(item.absolute)
-        trusted = entry is not None and is_trustworthy(entry, item.stat)
-        if trusted and entry is not None and (objects is None or objects.has(entry.digest)):
-            digests[item.relative] = (entry.digest, item.stat.st_size)
-            continue
-        to_read.append(item)
+        if entry is not None and is_trustworthy(entry, item.stat):
+            trusted.append((item, entry.digest))
+        else:
+            to_read.append(item)
+    # When storing, a cached hash is only enough if its object is still in the store (gc may
+    # have removed it); one batched membership check instead of one per file.
+    absent = workspace.objects.missing({d for _, d in trusted}) if batch is not None else set()
+    for item, digest in trusted:
+        if digest in absent:
+            to_read.append(item)
+        else:
+            digests[item.relative] = (digest, item.stat.st_size)
     check_readable(to_read, shown_root)
     total_bytes = sum(f.stat.st_size for f in to_read)
     progress.start("hashing" if batch is None else "adding", len(to_read), total_bytes)
