@@ -4,33 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from loopml.store.workspace import Workspace, init_workspace
-
-LOOPML_BIN = Path(sys.executable).with_name("loopml")
-
-
-@dataclass
-class CliResult:
-    """What a CLI invocation printed and returned."""
-
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        """stdout and stderr together."""
-        return self.stdout + self.stderr
+from support import Cli, CliResult
 
 
 @pytest.fixture(autouse=True)
@@ -66,9 +48,6 @@ class _Entry:
         run(args)
 
 
-Cli = Callable[..., CliResult]
-
-
 @pytest.fixture
 def cli() -> Cli:
     """Run ``loopml ARGS`` in process, through the same entry point as the script."""
@@ -79,27 +58,6 @@ def cli() -> Cli:
         return CliResult(result.exit_code, result.stdout, result.stderr)
 
     return invoke
-
-
-def run_loopml(
-    *args: str,
-    cwd: Path,
-    env: dict[str, str] | None = None,
-    timeout: float = 120,
-    user: int | None = None,
-) -> CliResult:
-    """Run the installed ``loopml`` script in a subprocess, as a user would."""
-    full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run(
-        [str(LOOPML_BIN), *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        user=user,
-    )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
 def _free_port() -> int:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Cli, run_loopml
 from loopml.config import find_workspace_root, load_settings
 from loopml.errors import ConfigError, InvalidReferenceError, UserInputError, WorkspaceNotFoundError
 from loopml.ids import new_id, shortest_unique_prefixes
 from loopml.refs import RefKind, parse_ref, validate_label
 from loopml.store.workspace import init_workspace
+from support import Cli, run_loopml
 
 HEAVY = ("pandas", "pyarrow", "sqlalchemy", "sklearn", "alembic", "numpy", "fsspec")
 

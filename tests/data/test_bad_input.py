@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LOOPML_BIN, Cli, CliResult, run_loopml
 from loopml.store.workspace import Workspace
+from support import LOOPML_BIN, Cli, CliResult, run_loopml
 
 
 def records(workspace: Workspace) -> tuple[int, int, bytes | None]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LOOPML_BIN, Cli, run_loopml
 from loopml.store.workspace import Workspace
+from support import LOOPML_BIN, Cli, run_loopml
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

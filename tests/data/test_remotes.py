@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Cli
 from loopml.store.workspace import Workspace, init_workspace
+from support import Cli
 
 
 def make_data(root: Path, count: int = 30, big: bool = True) -> dict[str, bytes]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import Cli
 from loopml.data.repository import DatasetRepository
 from loopml.data.status import dataset_status
 from loopml.refs import parse_ref
 from loopml.store.workspace import Workspace
+from support import Cli
 
 
 def write_tree(root: Path, files: dict[str, str]) -> None:

@@ -86,10 +86,16 @@ class FsspecDocuments:
         """Document names in ``folder``."""
         prefix = posixpath.join(self.root, _check_relative(folder))
         try:
-            found = self.fs.ls(prefix, detail=False, refresh=True)
+            found = self.fs.ls(prefix, detail=True, refresh=True)
         except FileNotFoundError:
             return []
-        return sorted(posixpath.basename(str(p)) for p in found if not str(p).endswith("/"))
+        # Sub-folders (S3 common prefixes) are not documents, as in ``FolderDocuments``.
+        names = (
+            posixpath.basename(str(info["name"]).rstrip("/"))
+            for info in found
+            if info.get("type") == "file"
+        )
+        return sorted(name for name in names if name and not name.startswith("."))
 
 
 def open_documents(url: str, *, s3_endpoint_url: str | None = None) -> DocumentStore:

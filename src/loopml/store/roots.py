@@ -6,6 +6,7 @@ here, so ``gc`` can never remove what a record still points to.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +60,6 @@ def reachable_objects(
             continue
         try:
             data = objects.read_bytes(digest)
-            tree = Tree.from_bytes(data) if Tree.looks_like_tree(data) else None
         except StoreError as exc:
             if strict:
                 raise StoreError(
@@ -67,6 +67,10 @@ def reachable_objects(
                     "reaches is unknown and nothing was removed; run `loopml fsck` and restore it"
                 ) from None
             continue  # corrupt: fsck reports it
+        tree = None
+        if Tree.looks_like_tree(data):
+            with contextlib.suppress(StoreError):  # verified bytes that merely look like one
+                tree = Tree.from_bytes(data)
         if tree is not None:
             for entry in tree:
                 reachable.add(entry.digest)

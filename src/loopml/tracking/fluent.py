@@ -80,7 +80,6 @@ class _Session:
         self.store = SqlTrackingStore(workspace.metadata)
         self.writer = BackgroundWriter(self.store)
         self.capture = ManifestCapture(cwd=Path.cwd())
-        self.seeds: dict[str, int] = {}
 
     def close(self) -> None:
         self.writer.close()
@@ -92,6 +91,8 @@ _sessions_lock = threading.Lock()
 _local = threading.local()
 _all_active: list[ActiveRun] = []
 _atexit_registered = False
+# Seeds set by ``seed`` in this process, before or during a run: every later run records them.
+_process_seeds: dict[str, int] = {}
 
 
 def _session(workspace: Workspace | None) -> _Session:
@@ -130,7 +131,7 @@ class ActiveRun:
         self._params: dict[str, str] = {}
         self._steps: dict[str, int] = {}
         self._inputs: dict[tuple[str, int], InputRecord] = {}
-        self._seeds: dict[str, int] = dict(session.seeds)
+        self._seeds: dict[str, int] = dict(_process_seeds)
         self._ended = False
         self._lock = threading.Lock()
         self._unsubscribe = self._follow_data_reads()
@@ -181,8 +182,9 @@ class ActiveRun:
                     f"param {key!r} was already logged as {previous!r}; params do not change "
                     "within a run (log a metric or a tag instead)"
                 )
-            self._params[key] = text
             items.append((key, text))
+        # Only a batch that is valid as a whole is remembered (and written).
+        self._params.update(items)
         self._session.writer.add(self.id, params=items)
 
     def log_metric(
@@ -210,8 +212,9 @@ class ActiveRun:
             _check_key(key, "metric")
             number = _metric_value(key, value)
             at = self._steps.get(key, -1) + 1 if step is None else step
-            self._steps[key] = at
             points.append(Metric(key, number, int(at), stamp))
+        # Only a batch that is valid as a whole advances the steps (and is written).
+        self._steps.update((point.key, point.step) for point in points)
         self._session.writer.add(self.id, metrics=points)
 
     def set_tag(self, key: str, value: object) -> None:
@@ -467,12 +470,11 @@ def seed(value: int) -> int:
     if "torch" in sys.modules:
         sys.modules["torch"].manual_seed(value)
         seeded["torch"] = value
+    _process_seeds.update(seeded)
     run = active_run()
-    for name, number in seeded.items():
-        if run is not None:
+    if run is not None:
+        for name, number in seeded.items():
             run.note_seed(name, number)
-        for session in list(_sessions.values()):
-            session.seeds[name] = number
     return value
 
 

@@ -276,7 +276,13 @@ def parse_order_by(items: Sequence[str] | None) -> list[OrderBy]:
     return result
 
 
-def _compare(column: Any, op: str, value: Any) -> Any:
+def _glob_pattern(like: str) -> str:
+    """A LIKE pattern as the GLOB pattern that matches the same text, case-sensitively."""
+    special = {"%": "*", "_": "?", "*": "[*]", "?": "[?]", "[": "[[]"}
+    return "".join(special.get(char, char) for char in like)
+
+
+def _compare(column: Any, op: str, value: Any, dialect: str = "") -> Any:
     if op == "=":
         return column == value
     if op == "!=":
@@ -290,6 +296,9 @@ def _compare(column: Any, op: str, value: Any) -> Any:
     if op == ">=":
         return column >= value
     if op == "LIKE":
+        if dialect == "sqlite":
+            # SQLite's LIKE ignores case; MLflow's (and PostgreSQL's) does not. GLOB does not.
+            return column.op("GLOB", is_comparison=True)(_glob_pattern(str(value)))
         return column.like(value)
     if op == "ILIKE":
         return func.lower(column).like(str(value).lower())
@@ -298,22 +307,22 @@ def _compare(column: Any, op: str, value: Any) -> Any:
     return column.not_in(value)
 
 
-def _condition(clause: Clause) -> Any:
+def _condition(clause: Clause, dialect: str = "") -> Any:
     if clause.entity == "attributes":
         column = _ATTRIBUTES[clause.key]
         value = int(clause.value) if clause.key in _NUMERIC_ATTRIBUTES else clause.value
-        return _compare(column, clause.op, value)
+        return _compare(column, clause.op, value, dialect)
     table = {"metrics": latest_metrics, "params": run_params, "tags": run_tags}[clause.entity]
     if clause.op in ("!=", "NOT IN") and clause.entity != "metrics":
         # MLflow semantics: a run without the key does not match "!=" either.
         positive = "=" if clause.op == "!=" else "IN"
         matching = select(table.c.run_id).where(
-            table.c.key == clause.key, _compare(table.c.value, positive, clause.value)
+            table.c.key == clause.key, _compare(table.c.value, positive, clause.value, dialect)
         )
         having = select(table.c.run_id).where(table.c.key == clause.key)
         return and_(runs.c.id.in_(having), not_(runs.c.id.in_(matching)))
     sub = select(table.c.run_id).where(
-        table.c.key == clause.key, _compare(table.c.value, clause.op, clause.value)
+        table.c.key == clause.key, _compare(table.c.value, clause.op, clause.value, dialect)
     )
     return runs.c.id.in_(sub)
 
@@ -349,7 +358,7 @@ def search_runs(
     if not include_deleted:
         query = query.where(runs.c.deleted_at.is_(None))
     for clause in clauses:
-        query = query.where(_condition(clause))
+        query = query.where(_condition(clause, store.metadata.dialect))
     for index, order in enumerate(ordering):
         if order.entity == "attributes":
             column: Any = _ATTRIBUTES[order.key]

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from loopml.ids import new_id
-from loopml.store.metadata import MetadataStore
+from loopml.store.metadata import MetadataStore, RetryableConflict
 from loopml.store.metadata.schema import (
     experiments,
     latest_metrics,
@@ -79,7 +80,12 @@ class SqlTrackingStore:
             if again is not None:
                 return str(again.id)
             ident = new_id()
-            conn.execute(insert(experiments).values(id=ident, name=name, created_at=now_ms()))
+            try:
+                conn.execute(insert(experiments).values(id=ident, name=name, created_at=now_ms()))
+            except IntegrityError:
+                # Another process created it since the check (PostgreSQL does not serialize
+                # writers as SQLite does): the retry finds it.
+                raise RetryableConflict(f"experiment {name!r} created concurrently") from None
             return ident
 
         return self.metadata.run_write(write)

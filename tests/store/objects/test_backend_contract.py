@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +58,16 @@ def _s3(bucket: str, endpoint: str, prefix: str = "objects") -> Harness:
         backend.fs.pipe_file(f"{backend.root}/{digest[:2]}/{digest[2:]}", data)
 
     return Harness("s3", ObjectStore(backend, small_object_bytes=SMALL_OBJECT_BYTES), overwrite)
+
+
+def second_view(harness: Harness) -> ObjectStore:
+    """Another client of the same storage, as another process or a teammate would have."""
+    backend = harness.backend
+    if isinstance(backend, LocalObjectBackend):
+        return ObjectStore(LocalObjectBackend(backend.root))
+    assert isinstance(backend, FsspecObjectBackend)
+    options = {"endpoint_url": backend.fs.endpoint_url, "skip_instance_cache": True}
+    return ObjectStore(FsspecObjectBackend(backend.url, storage_options=options))
 
 
 def make_harness(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Harness:
@@ -154,10 +164,10 @@ def test_large_object_streams_in_and_out(harness: Harness, tmp_path: Path) -> No
     hasher = new_hasher(size)
     read = 0
     with harness.store.open(expected) as handle:
-        while chunk := handle.read(1024 * 1024):
-            assert len(chunk) <= 1024 * 1024
-            hasher.update(chunk)
-            read += len(chunk)
+        while piece := handle.read(1024 * 1024):
+            assert len(piece) <= 1024 * 1024
+            hasher.update(piece)
+            read += len(piece)
     assert (hasher.hexdigest(), read) == (expected, size)
 
     copy = tmp_path / "exported.bin"
@@ -204,11 +214,10 @@ def test_truncated_object_is_corrupt(harness: Harness, tmp_path: Path) -> None:
     harness.overwrite(digest, data[:5000])
     with pytest.raises(CorruptObjectError):
         harness.store.read_bytes(digest)
-    destination = tmp_path / "dest.bin"
+    destination = tmp_path / "export" / "dest.bin"
     with pytest.raises(CorruptObjectError):
         harness.store.export_file(digest, destination)
-    assert not destination.exists()
-    assert list(tmp_path.iterdir()) == []  # the temporary file went too
+    assert list(destination.parent.iterdir()) == []  # neither the file nor its temporary
 
 
 def test_missing_object_raises_not_found(harness: Harness, tmp_path: Path) -> None:
@@ -241,6 +250,26 @@ def test_delete(harness: Harness) -> None:
     assert harness.store.read_bytes(gone) == b"gone"
 
 
+def test_sees_what_other_clients_wrote_and_deleted(harness: Harness) -> None:
+    store = harness.store
+    old = store.add_bytes(b"old")
+    new = hash_bytes(b"new")
+    assert store.missing([old, new]) == {new}  # a listing, which must not be cached
+    assert store.has(old)
+
+    other = second_view(harness)
+    other.backend.delete(old)
+    assert other.add_bytes(b"new") == new
+
+    assert store.missing([old, new]) == {old}
+    assert not store.has(old)
+    assert store.has(new)
+    assert store.read_bytes(new) == b"new"
+    with pytest.raises(ObjectNotFoundError):
+        store.read_bytes(old)
+    assert list(store.backend.iter_digests()) == [new]
+
+
 def test_put_file_on_backend(harness: Harness, tmp_path: Path) -> None:
     path = tmp_path / "p.bin"
     data = _blob(70_000, seed=4)
@@ -255,9 +284,9 @@ def test_put_file_on_backend(harness: Harness, tmp_path: Path) -> None:
 # -- copying between backends ------------------------------------------------------------------
 
 DIRECTIONS = [
-    pytest.param("local", "s3", marks=pytest.mark.s3, id="local-to-s3"),
-    pytest.param("s3", "local", marks=pytest.mark.s3, id="s3-to-local"),
-    pytest.param("local", "local", id="local-to-local"),
+    pytest.param(("local", "s3"), marks=pytest.mark.s3, id="local-to-s3"),
+    pytest.param(("s3", "local"), marks=pytest.mark.s3, id="s3-to-local"),
+    pytest.param(("local", "local"), id="local-to-local"),
 ]
 
 

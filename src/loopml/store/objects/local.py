@@ -58,6 +58,8 @@ class LocalObjectBackend:
         prefix = digest[:2]
         if prefix not in self._made_dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if self.durable:
+                fsync_dir(self.root)  # the fan-out folder's own entry
             self._made_dirs.add(prefix)
         return path
 
@@ -156,6 +158,8 @@ class LocalObjectBackend:
                     handle.flush()
                     os.fsync(handle.fileno())
             os.replace(tmp, final)
+            if self.durable:
+                fsync_dir(final.parent)  # a record may point at it once this returns
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -173,6 +177,8 @@ class LocalObjectBackend:
                     out.flush()
                     os.fsync(out.fileno())
             os.replace(tmp, final)
+            if self.durable:
+                fsync_dir(final.parent)  # a record may point at it once this returns
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -191,6 +197,8 @@ class LocalObjectBackend:
                 tmp.unlink()
             else:
                 os.replace(tmp, final)
+                if self.durable:
+                    fsync_dir(final.parent)  # a record may point at it once this returns
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
