@@ -331,7 +331,7 @@ class ActiveRun:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None:
+        if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
             self.end(RunStatus.FINISHED)
         elif isinstance(exc, KeyboardInterrupt):
             self.end(RunStatus.KILLED, exc)
