@@ -10,6 +10,7 @@ Layout under the root folder::
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import threading
@@ -21,10 +22,33 @@ from typing import BinaryIO
 from loopml.ids import new_id
 from loopml.store.errors import ObjectNotFoundError, StoreError
 from loopml.store.fsutil import fsync_dir
-from loopml.store.hashing import copy_and_hash
+from loopml.store.hashing import copy_and_hash, hash_file
 from loopml.store.objects.packs import PackIndex, PackWriter, iter_pack_indexes, read_index
 
 __all__ = ["LocalObjectBackend"]
+
+_KERNEL_COPY_FROM = 1024 * 1024
+
+
+def _kernel_copy(source_fd: int, target_fd: int) -> bool:
+    """Copy with ``copy_file_range``; False (having written nothing) where it is unsupported."""
+    copied = 0
+    while True:
+        try:
+            count = os.copy_file_range(source_fd, target_fd, 1 << 30)
+        except OSError as exc:
+            if copied == 0 and exc.errno in (
+                errno.EXDEV,
+                errno.ENOSYS,
+                errno.EINVAL,
+                errno.EOPNOTSUPP,
+            ):
+                return False
+            raise
+        if count == 0:
+            return True
+        copied += count
+
 
 _STALE_TMP_SECONDS = 3600.0
 _RACY_MTIME_NS = 3_000_000_000
@@ -184,11 +208,22 @@ class LocalObjectBackend:
             raise
 
     def ingest_file(self, path: Path, size_hint: int = 0) -> tuple[str, int]:
-        """Copy a file in while hashing it, in one pass; returns ``(digest, size)``."""
+        """Copy a file in and hash exactly the bytes stored; returns ``(digest, size)``.
+
+        Large files are copied by the kernel (``copy_file_range``: no trip through Python, and
+        a reflink where the filesystem has them), then the copy is hashed with BLAKE3's
+        threads while it is still in the page cache. Hashing the copy rather than the source
+        means a file changing under us can never be stored under the wrong name. Small files
+        are copied and hashed in one pass.
+        """
         fd, tmp = self._tmp_file()
         try:
             with os.fdopen(fd, "wb") as out, open(path, "rb", buffering=0) as src:
-                digest, size = copy_and_hash(src, out, size_hint)
+                if size_hint >= _KERNEL_COPY_FROM and _kernel_copy(src.fileno(), out.fileno()):
+                    size = os.fstat(out.fileno()).st_size
+                    digest = hash_file(tmp)
+                else:
+                    digest, size = copy_and_hash(src, out, size_hint)
                 if self.durable:
                     out.flush()
                     os.fsync(out.fileno())
