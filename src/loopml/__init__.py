@@ -2,6 +2,8 @@
 
 from loopml import data
 from loopml._version import __version__
+from loopml.artifacts.registry import materializer
+from loopml.pipelines import pipeline, step
 from loopml.tracking import (
     ActiveRun,
     Run,
@@ -39,9 +41,12 @@ __all__ = [
     "log_param",
     "log_params",
     "log_table",
+    "materializer",
+    "pipeline",
     "search_runs",
     "seed",
     "set_tag",
     "set_tags",
     "start_run",
+    "step",
 ]

@@ -26,6 +26,7 @@ ROOT_COLUMNS: list[tuple[str, str, str]] = [
     ("run_artifacts", "digest", "run artifact"),
     ("runs", "manifest_hash", "run manifest"),
     ("runs", "environment_hash", "run environment"),
+    ("step_outputs", "digest", "step output"),
 ]
 
 

@@ -9,6 +9,7 @@ ending the program — and the writer is flushed and joined, so nothing prints a
 from __future__ import annotations
 
 import atexit
+import contextlib
 import numbers
 import os
 import random
@@ -17,7 +18,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -31,6 +32,7 @@ from loopml.tracking.writer import BackgroundWriter
 __all__ = [
     "ActiveRun",
     "active_run",
+    "attached_run",
     "end_run",
     "log_artifact",
     "log_dict",
@@ -382,6 +384,30 @@ def start_run(
     stack.append(run)
     _all_active.append(run)
     return run
+
+
+@contextlib.contextmanager
+def attached_run(run_id: str, workspace: Workspace | None = None) -> Iterator[ActiveRun]:
+    """Make an existing run the active one for a block (``log_*`` calls go to it).
+
+    The run is flushed at the end of the block but not ended: whoever created it sets its
+    status. Pipelines use this so that a step's ``log_metric`` lands in the step's run.
+    """
+    session = _session(workspace)
+    info = session.store.get_run(run_id)
+    run = ActiveRun(session, info, system_metrics=False, interval=0.0)
+    stack = _stack()
+    stack.append(run)
+    try:
+        yield run
+    finally:
+        run._unsubscribe()
+        if run in stack:
+            stack.remove(run)
+        session.writer.flush(run.id)
+        with run._lock:
+            inputs = list(run._inputs.values())
+        session.store.log_inputs(run.id, inputs)
 
 
 def active_run() -> ActiveRun | None:

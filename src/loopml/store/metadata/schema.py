@@ -33,6 +33,7 @@ __all__ = [
     "datasets",
     "experiments",
     "latest_metrics",
+    "lineage_edges",
     "metadata",
     "pins",
     "remotes",
@@ -43,6 +44,9 @@ __all__ = [
     "run_tags",
     "runs",
     "stat_cache",
+    "step_cache",
+    "step_outputs",
+    "step_runs",
 ]
 
 # Without a convention each database invents its own constraint names, and a later migration
@@ -248,4 +252,67 @@ run_inputs = Table(
     Column("version", Integer, nullable=False),
     Column("hash", HASH, nullable=False),
     PrimaryKeyConstraint("run_id", "dataset", "version"),
+)
+
+
+# -- pipelines (revision 0003) ----------------------------------------------------------------
+
+# One row per step of a pipeline run; ``id`` is the step's (light) child tracking run.
+step_runs = Table(
+    "step_runs",
+    metadata,
+    Column("id", ID, ForeignKey("runs.id"), primary_key=True),
+    Column("pipeline_run_id", ID, ForeignKey("runs.id"), nullable=False),
+    Column("node", String(256), nullable=False),
+    Column("step", String(512), nullable=False),
+    Column("cache_key", HASH, nullable=False),
+    Column("code_hash", HASH, nullable=False),
+    # The parts of the cache key (inputs, params, packages) as JSON, to explain a cache miss.
+    Column("key_parts", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("duration_ms", BigInteger, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    UniqueConstraint("pipeline_run_id", "node"),
+    Index(None, "cache_key"),
+    Index(None, "step"),
+    CheckConstraint("status IN ('ran', 'cached', 'failed', 'running')", name="status"),
+)
+
+# Each output of a step run: an object in the store and how to load it (gc roots).
+step_outputs = Table(
+    "step_outputs",
+    metadata,
+    Column("step_run_id", ID, ForeignKey("step_runs.id"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("digest", HASH, nullable=False),
+    Column("materializer", String(256), nullable=False),
+    Column("type_name", String(512), nullable=False),
+    PrimaryKeyConstraint("step_run_id", "position"),
+    Index(None, "digest"),
+)
+
+# Exact cache: the key of a step execution to the step run whose outputs answer it.
+step_cache = Table(
+    "step_cache",
+    metadata,
+    Column("cache_key", HASH, primary_key=True),
+    Column("step", String(512), nullable=False),
+    Column("step_run_id", ID, ForeignKey("step_runs.id"), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Lineage as generic edges: ``dst`` was made from ``src`` (kinds: object, step_run, run,
+# dataset_version, model_version …), with the role the source played.
+lineage_edges = Table(
+    "lineage_edges",
+    metadata,
+    Column("src_kind", String(32), nullable=False),
+    Column("src_id", String(128), nullable=False),
+    Column("dst_kind", String(32), nullable=False),
+    Column("dst_id", String(128), nullable=False),
+    Column("role", String(256), nullable=False),
+    PrimaryKeyConstraint("src_kind", "src_id", "dst_kind", "dst_id", "role"),
+    Index(None, "dst_kind", "dst_id"),
 )
