@@ -195,9 +195,11 @@ def run_task(task: StepTask, *, step: Any = None, workspace: Any = None) -> Task
             while True:
                 attempts += 1
                 try:
-                    arguments = _load_arguments(task, workspace)
-                    with attached_run(task.step_run_id, workspace), _Alarm(task.timeout, task.node):
-                        result = fn(**arguments)
+                    with attached_run(task.step_run_id, workspace):
+                        # Loaded inside the step's run, so dataset reads are its inputs.
+                        arguments = _load_arguments(task, workspace)
+                        with _Alarm(task.timeout, task.node):
+                            result = fn(**arguments)
                     outputs = _save_outputs(result, step, task, workspace)
                     return TaskResult(tuple(outputs), attempts, _ms(started))
                 except Exception as exc:

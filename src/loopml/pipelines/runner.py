@@ -112,7 +112,7 @@ def _input_part(
         from loopml.data.versioning import resolve
 
         _, version = resolve(workspace, item.value)
-        part = {"kind": "data", "ref": item.value, "hash": version.hash}
+        part = {"kind": "data", "ref": item.value, "version": version.number, "hash": version.hash}
         edge = ("dataset_version", f"{version.dataset}@v{version.number}", item.name)
         return part, ArgSpec(item.name, "data", value=f"{version.dataset}@v{version.number}"), edge
     if item.kind == "path":
@@ -182,6 +182,8 @@ class _Context:
         return start is not None and node.name in self.graph.downstream_of(start)
 
     def begin(self, node: Node, key: str, parts: dict[str, Any]) -> str:
+        from loopml.tracking.model import InputRecord
+
         info = self.store.create_run(
             experiment=self.run.info.experiment,
             name=node.name,
@@ -194,6 +196,16 @@ class _Context:
         params = [(i.name, str(i.value)) for i in node.inputs if i.kind == "value"]
         if params:
             self.store.log_batch(info.id, params=params)
+        # Dataset versions read as inputs belong to the step's run and to the pipeline's run,
+        # whether the step runs or comes from the cache.
+        inputs = [
+            InputRecord(p["ref"].partition("@")[0], int(p["version"]), p["hash"])
+            for p in parts["inputs"].values()
+            if p.get("kind") == "data"
+        ]
+        if inputs:
+            self.store.log_inputs(info.id, inputs)
+            self.store.log_inputs(self.run.id, inputs)
         self.records.start(
             step_run_id=info.id,
             pipeline_run_id=self.run.id,
