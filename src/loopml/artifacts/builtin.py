@@ -27,20 +27,37 @@ __all__ = [
 _JSON_TYPES = (dict, list, tuple, str, int, float, bool, type(None))
 
 
+def _numpy_scalar(value: Any) -> bool:
+    """A NumPy bool, integer or float scalar (``np.int64(3)``, what ``arr.sum()`` returns)."""
+    return (
+        type(value).__module__ == "numpy"
+        and getattr(value, "shape", None) == ()
+        and getattr(getattr(value, "dtype", None), "kind", "") in ("b", "i", "u", "f")
+    )
+
+
 def _json_safe(value: Any) -> bool:
     if isinstance(value, dict):
         return all(isinstance(k, str) and _json_safe(v) for k, v in value.items())
     if isinstance(value, list | tuple):
         return all(_json_safe(v) for v in value)
-    return isinstance(value, _JSON_TYPES)
+    return isinstance(value, _JSON_TYPES) or _numpy_scalar(value)
+
+
+_MARKERS = ({"__float__"}, {"__dict__"})
 
 
 def _encode_floats(value: Any) -> Any:
-    # JSON has no NaN or infinity; spell them so that they round-trip exactly.
+    # JSON has no NaN or infinity; spell them so that they round-trip exactly. A user's dict
+    # that looks like one of these spellings is wrapped in {"__dict__": ...} to stay a dict.
+    # NumPy scalars are stored as the Python numbers they equal.
+    if _numpy_scalar(value):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return {"__float__": repr(value)}
     if isinstance(value, dict):
-        return {k: _encode_floats(v) for k, v in value.items()}
+        encoded = {k: _encode_floats(v) for k, v in value.items()}
+        return {"__dict__": encoded} if set(value) in _MARKERS else encoded
     if isinstance(value, list | tuple):
         return [_encode_floats(v) for v in value]
     return value
@@ -50,6 +67,8 @@ def _decode_floats(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"__float__"}:
             return float(value["__float__"])
+        if set(value) == {"__dict__"} and isinstance(value["__dict__"], dict):
+            return {k: _decode_floats(v) for k, v in value["__dict__"].items()}
         return {k: _decode_floats(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode_floats(v) for v in value]
@@ -57,7 +76,10 @@ def _decode_floats(value: Any) -> Any:
 
 
 class JsonMaterializer:
-    """Dicts, lists and scalars as canonical JSON (sorted keys, no whitespace)."""
+    """Dicts, lists and scalars as canonical JSON (sorted keys, no whitespace).
+
+    NumPy bool, integer and float scalars are accepted and load as Python numbers.
+    """
 
     name = "json"
 
@@ -211,6 +233,7 @@ def _materialise(digest: str, store: ObjectStore, cache_dir: Path | None) -> Pat
     root = base / digest
     if not root.exists():
         staging = base / f".{digest}.{os.getpid()}"
+        _remove_tree(staging)  # left by an interrupted earlier attempt of this pid
         for entry in tree:
             parts = Path(entry.path).parts
             if entry.path.startswith("/") or ".." in parts:
@@ -220,8 +243,20 @@ def _materialise(digest: str, store: ObjectStore, cache_dir: Path | None) -> Pat
         try:
             os.replace(staging, root)
         except OSError:
-            pass  # another process materialised the same tree first
+            _remove_tree(staging)  # another process materialised the same tree first
     return root
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a folder whose files (and maybe folders) are read-only; nothing if absent."""
+    import shutil
+    import stat
+
+    if not path.exists():
+        return
+    for folder, _dirs, _files in os.walk(path):
+        os.chmod(folder, stat.S_IRWXU)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 class PickleMaterializer:

@@ -6,13 +6,15 @@ pandas or scikit-learn for a value that is not theirs.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from loopml.artifacts.errors import UnsupportedTypeError
+from loopml.artifacts.errors import ArtifactError, UnsupportedTypeError
 from loopml.artifacts.protocol import Materializer
 from loopml.store.objects.store import ObjectStore
 
@@ -81,12 +83,25 @@ def materializer(cls: type) -> Callable[[type[T]], type[T]]:
 
 
 def _workspace_key(workspace_dir: Path) -> bytes:
+    """The workspace's signing key, made on first use.
+
+    Made private from its first byte, and published with a hard link, which fails if the
+    name exists: when several worker processes make it at once, one key wins and every
+    process reads that one (an overwrite would leave blobs signed with a lost key).
+    """
     path = workspace_dir / "pickle.key"
     if not path.exists():
-        from loopml.store.fsutil import atomic_write_bytes
-
-        atomic_write_bytes(path, secrets.token_bytes(32))
-        path.chmod(0o600)
+        staging = workspace_dir / f".pickle.key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(secrets.token_bytes(32))
+                file.flush()
+                os.fsync(file.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(staging, path)
+        finally:
+            staging.unlink(missing_ok=True)
     return path.read_bytes()
 
 
@@ -122,6 +137,8 @@ def materializer_for(
         candidate: Materializer = _load(dotted)()
         if candidate.handles(value):
             return candidate
+    if isinstance(value, Path) and not value.exists():
+        raise ArtifactError(f"the step returned the path {value}, which does not exist")
     if allow_pickle:
         return materializer_by_name("pickle", workspace_dir=workspace_dir)
     raise UnsupportedTypeError(

@@ -11,6 +11,7 @@ interpreter's prefix and site-packages; library code is represented by package v
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import json
 import site
@@ -23,7 +24,7 @@ from typing import Any
 
 from loopml.store.hashing import hash_bytes
 
-__all__ = ["code_hash", "is_project_local"]
+__all__ = ["code_hash", "code_hash_and_files", "is_project_local"]
 
 _CONSTANT_TYPES = (int, float, str, bytes, bool, type(None))
 
@@ -107,6 +108,7 @@ class _Hasher:
     def __init__(self, project_root: Path) -> None:
         self.root = project_root
         self.parts: dict[str, str] = {}
+        self.files: set[str] = set()  # the source files the hash was read from
 
     def _key(self, obj: Any) -> str:
         module = getattr(obj, "__module__", "?")
@@ -132,8 +134,10 @@ class _Hasher:
         for attr in chain[1:]:
             if not isinstance(value, types.ModuleType):
                 break
-            if not is_project_local(getattr(value, "__file__", None), self.root):
+            module_file = getattr(value, "__file__", None)
+            if not is_project_local(module_file, self.root):
                 return
+            self.files.add(str(module_file))
             if not hasattr(value, attr):
                 return
             value = getattr(value, attr)
@@ -152,12 +156,14 @@ class _Hasher:
                 return
             if not is_project_local(source_file, self.root):
                 return
+            assert source_file is not None
+            self.files.add(source_file)
             module = sys.modules.get(value.__module__)
             namespace = dict(vars(module)) if module is not None else {}
             if isinstance(value, types.FunctionType):
                 namespace.update(value.__globals__)
-                closure = inspect.getclosurevars(value).nonlocals
-                namespace.update(closure)
+                with contextlib.suppress(ValueError):  # a closure cell not yet filled
+                    namespace.update(inspect.getclosurevars(value).nonlocals)
             self.visit_code(value, namespace)
             return
         if isinstance(value, _CONSTANT_TYPES) or (
@@ -179,11 +185,22 @@ class _Hasher:
 
 def code_hash(fn: Callable[..., Any], project_root: Path) -> str:
     """The hash of ``fn``'s normalised source and every project-local thing it reaches."""
+    return code_hash_and_files(fn, project_root)[0]
+
+
+def code_hash_and_files(fn: Callable[..., Any], project_root: Path) -> tuple[str, frozenset[str]]:
+    """``code_hash`` and the source files it read (to know when it must be computed again)."""
     hasher = _Hasher(project_root.resolve())
     namespace = dict(getattr(fn, "__globals__", {}))
     try:
         namespace.update(inspect.getclosurevars(fn).nonlocals)
     except (TypeError, ValueError):
         pass
+    try:
+        source_file = inspect.getsourcefile(fn)
+    except TypeError:
+        source_file = None
+    if source_file:
+        hasher.files.add(source_file)
     hasher.visit_code(fn, namespace)
-    return hasher.digest()
+    return hasher.digest(), frozenset(hasher.files)

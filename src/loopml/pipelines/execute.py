@@ -106,13 +106,22 @@ class _Alarm:
             signal.signal(signal.SIGALRM, self.previous)
 
 
+_LOOPML_DIR = Path(__file__).resolve().parent.parent  # the installed loopml package
+
+
+def _is_internal(filename: str) -> bool:
+    try:
+        return Path(filename).resolve().is_relative_to(_LOOPML_DIR)
+    except (OSError, ValueError):
+        return False
+
+
 def _user_traceback(exc: BaseException) -> str:
     """The traceback without loopml's own frames, so the user sees their code."""
     frames = [
         frame
         for frame in traceback.extract_tb(exc.__traceback__)
-        if "/loopml/pipelines/" not in frame.filename.replace("\\", "/")
-        and "/loopml/tracking/" not in frame.filename.replace("\\", "/")
+        if not _is_internal(frame.filename)
     ]
     lines = traceback.format_list(frames)
     lines += traceback.format_exception_only(type(exc), exc)

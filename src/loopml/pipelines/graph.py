@@ -35,10 +35,38 @@ class OutputRef:
     __bool__ = _misuse
     __iter__ = _misuse
     __len__ = _misuse
+    __contains__ = _misuse
     __getitem__ = _misuse
-    __add__ = _misuse
+    __setitem__ = _misuse
+    __call__ = _misuse
+    __str__ = _misuse
+    __format__ = _misuse
+    __int__ = _misuse
+    __float__ = _misuse
+    __index__ = _misuse
+    __round__ = _misuse
+    __neg__ = _misuse
+    __pos__ = _misuse
+    __abs__ = _misuse
+    __invert__ = _misuse
+    __eq__ = _misuse
+    __ne__ = _misuse
     __lt__ = _misuse
+    __le__ = _misuse
     __gt__ = _misuse
+    __ge__ = _misuse
+    __add__ = __radd__ = _misuse
+    __sub__ = __rsub__ = _misuse
+    __mul__ = __rmul__ = _misuse
+    __matmul__ = __rmatmul__ = _misuse
+    __truediv__ = __rtruediv__ = _misuse
+    __floordiv__ = __rfloordiv__ = _misuse
+    __mod__ = __rmod__ = _misuse
+    __pow__ = __rpow__ = _misuse
+    __and__ = __rand__ = _misuse
+    __or__ = __ror__ = _misuse
+    __xor__ = __rxor__ = _misuse
+    __hash__ = object.__hash__  # defining __eq__ would otherwise make it unhashable
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -85,6 +113,7 @@ class Graph:
 
     nodes: dict[str, Node] = field(default_factory=dict)
     outputs: list[OutputRef] = field(default_factory=list)
+    _next_index: dict[str, int] = field(default_factory=dict, repr=False)
 
     def add(self, node: Node) -> None:
         """Append a node; its upstream nodes must exist already."""
@@ -100,9 +129,10 @@ class Graph:
         """``base``, or ``base_2``, ``base_3`` … when a step is called several times."""
         if base not in self.nodes:
             return base
-        index = 2
+        index = self._next_index.get(base, 2)  # where the last search stopped: linear in all
         while f"{base}_{index}" in self.nodes:
             index += 1
+        self._next_index[base] = index + 1
         return f"{base}_{index}"
 
     def downstream_of(self, name: str) -> set[str]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+import os
+import time
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from loopml.pipelines.codehash import code_hash
+from loopml.pipelines.codehash import code_hash_and_files
 from loopml.store.hashing import hash_bytes
 
 __all__ = ["cache_key", "explain_miss", "package_versions", "step_code_hash"]
@@ -25,21 +27,39 @@ def package_versions(names: tuple[str, ...]) -> dict[str, str]:
     return versions
 
 
-@lru_cache(maxsize=1024)
-def _cached_code_hash(fn: Any, root: str, stamp: tuple[float, ...]) -> str:
-    return code_hash(fn, Path(root))
+# (function, project root) → (digest, (file, mtime_ns, size) of every source file it read)
+_memo: dict[tuple[Any, str], tuple[str, tuple[tuple[str, int, int], ...]]] = {}
+_RACY_NS = 2_000_000_000  # a file changed this recently may change again within its mtime
+
+
+def _stamps(files: Iterable[str]) -> tuple[tuple[str, int, int], ...]:
+    stamps = []
+    for file in sorted(files):
+        try:
+            info = os.stat(file)
+            stamps.append((file, info.st_mtime_ns, info.st_size))
+        except OSError:
+            stamps.append((file, -1, -1))
+    return tuple(stamps)
 
 
 def step_code_hash(fn: Any, project_root: Path) -> str:
-    """The code hash, memoised per process while the function's source file is unchanged."""
-    import inspect
+    """The code hash, memoised per process while no source file it read has changed.
 
-    try:
-        source_file = inspect.getsourcefile(fn)
-        stamp = (Path(source_file).stat().st_mtime,) if source_file else ()
-    except (TypeError, OSError):
-        stamp = ()
-    return _cached_code_hash(fn, str(project_root), stamp)
+    Every file the hash reached is watched, not only the step's own: a helper module that is
+    edited and reloaded in a live process (a notebook, a long-running loop) changes the key.
+    """
+    key = (fn, str(project_root))
+    hit = _memo.get(key)
+    if hit is not None and _stamps(file for file, _, _ in hit[1]) == hit[1]:
+        return hit[0]
+    digest, files = code_hash_and_files(fn, project_root)
+    stamps = _stamps(files)
+    if all(mtime < time.time_ns() - _RACY_NS for _, mtime, _ in stamps):
+        if len(_memo) >= 1024:
+            _memo.clear()
+        _memo[key] = (digest, stamps)
+    return digest
 
 
 def cache_key(parts: dict[str, Any]) -> str:

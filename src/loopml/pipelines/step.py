@@ -59,6 +59,10 @@ class Step:
             raise PipelineDefinitionError(f"retries must be 0 or more, got {retries}")
         if timeout is not None and timeout <= 0:
             raise PipelineDefinitionError(f"timeout must be positive seconds, got {timeout}")
+        if retry_delay < 0:
+            raise PipelineDefinitionError(f"retry_delay must be 0 or more, got {retry_delay}")
+        if isinstance(packages, str):  # packages="numpy" means one package, not five letters
+            packages = [packages]
         self.fn = fn
         self.retries = retries
         self.retry_delay = retry_delay
@@ -89,6 +93,9 @@ class Step:
             hints = typing.get_type_hints(self.fn)
         except Exception:
             return inspect.Signature.empty
+        if name not in self.signature.parameters:  # a keyword gathered by **kwargs
+            gathered = [p for p in self.signature.parameters.values() if p.kind is p.VAR_KEYWORD]
+            name = gathered[0].name if gathered else name
         return hints.get(name, inspect.Signature.empty)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -104,7 +111,25 @@ class Step:
             raise PipelineDefinitionError(f"step {self.name!r} called wrongly: {exc}") from None
         bound.apply_defaults()
         name = graph.unique_name(self.name)
-        inputs = [self._input(graph, name, key, value) for key, value in bound.arguments.items()]
+        arguments: dict[str, Any] = {}
+        for key, value in bound.arguments.items():
+            kind = self.signature.parameters[key].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                arguments.update(value)  # each keyword is an input of its own
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                if value:
+                    raise PipelineDefinitionError(
+                        f"step {self.name!r} takes *{key}; inside a pipeline a step's inputs "
+                        "are passed by name, so make them named parameters"
+                    )
+            elif kind is inspect.Parameter.POSITIONAL_ONLY:
+                raise PipelineDefinitionError(
+                    f"step {self.name!r} has the positional-only parameter {key!r}; inside a "
+                    "pipeline a step's inputs are passed by name, so drop the '/'"
+                )
+            else:
+                arguments[key] = value
+        inputs = [self._input(graph, name, key, value) for key, value in arguments.items()]
         graph.add(Node(name, self, inputs, self.outputs))
         refs = [OutputRef(name, position) for position in range(self.outputs)]
         return refs[0] if self.outputs == 1 else tuple(refs)
@@ -143,6 +168,9 @@ class Step:
             return  # only plain classes are checked; generics and Any pass
         if expected is inspect.Signature.empty or produced is inspect.Signature.empty:
             return
+        numeric_tower = {float: (int,), complex: (int, float)}
+        if produced in numeric_tower.get(expected, ()):
+            return  # an int is a float (and both are complex) to type checkers too
         if not issubclass(produced, expected):
             raise PipelineDefinitionError(
                 f"step {node!r} expects {key}: {expected.__qualname__}, but step {ref.node!r} "
