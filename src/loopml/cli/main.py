@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from loopml._version import __version__
-from loopml.cli import data_cmds, import_cmds, runs_cmds, store_cmds
+from loopml.cli import data_cmds, import_cmds, pipeline_cmds, runs_cmds, store_cmds
 from loopml.cli.output import err, out
 from loopml.errors import LoopMLError
 
@@ -32,6 +32,7 @@ app.add_typer(store_cmds.remote_app, name="remote")
 app.add_typer(runs_cmds.app, name="runs")
 app.add_typer(import_cmds.app, name="import")
 store_cmds.register(app)
+pipeline_cmds.register(app, runs_cmds.app)
 
 
 def _version(value: bool) -> None:

@@ -233,6 +233,9 @@ class _Context:
             return None
         if self.workspace.objects.missing({o.digest for o in source.outputs}):
             return None
+        if node.name in self.previous and source.pipeline_run_id == self.run.id:
+            # Resuming in place: the step's record in this very run stands as it is.
+            return StepResult(node.name, "cached", 0.0, source.id, source.outputs, reason=reason)
         run_id = self.begin(node, key, parts)
         self.records.finish(
             run_id,
