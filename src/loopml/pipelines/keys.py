@@ -63,8 +63,24 @@ def step_code_hash(fn: Any, project_root: Path) -> str:
 
 
 def cache_key(parts: dict[str, Any]) -> str:
-    """The hash of the canonical JSON of the key parts."""
-    body = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str, allow_nan=True)
+    """The hash of the canonical JSON of the key parts.
+
+    A dataset input counts by its version's hash only: ``sales@latest`` and ``sales@v3``
+    naming the same content share the cache (the reference text is kept in the parts to
+    explain and to reproduce, not to key).
+    """
+    keyed = dict(parts)
+    inputs = parts.get("inputs")
+    if isinstance(inputs, dict):
+        keyed["inputs"] = {
+            name: (
+                {"kind": "data", "hash": value["hash"]}
+                if isinstance(value, dict) and value.get("kind") == "data"
+                else value
+            )
+            for name, value in inputs.items()
+        }
+    body = json.dumps(keyed, sort_keys=True, separators=(",", ":"), default=str, allow_nan=True)
     return hash_bytes(body.encode())
 
 

@@ -47,6 +47,13 @@ def load_target(target: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UserInputError(f"cannot import {module_name}: {exc}") from None
+    if location.endswith(".py"):
+        loaded_from = getattr(module, "__file__", None)
+        if loaded_from is None or Path(loaded_from).resolve() != Path(location).resolve():
+            raise UserInputError(
+                f"{location} imports as module {module_name!r}, but that name is already taken "
+                f"by {loaded_from or 'a built-in module'}; rename the file"
+            )
     value: Any = module
     for part in attribute.split("."):
         if not hasattr(value, part):

@@ -81,56 +81,49 @@ class Pipeline:
         options: RunOptions | None = None,
     ) -> PipelineRun:
         """Trace and run with explicit options (the CLI's entry point)."""
-        from loopml.tracking.fluent import start_run
+        from loopml.tracking.fluent import session_workspace, start_run
         from loopml.tracking.model import RunStatus
 
         options = options or RunOptions()
         values = self.bind(params or {})
         graph = self.trace(values)
-        owned = workspace is None
-        workspace = workspace or Workspace.open()
+        workspace = session_workspace(workspace)
+        run = start_run(
+            experiment=self.name,
+            name=f"{self.name}",
+            tags={
+                "loopml.kind": "pipeline",
+                "loopml.pipeline": self.identity,
+                "loopml.pipeline.file": inspect.getsourcefile(self.fn) or "",
+                "loopml.pipeline.params": json.dumps(values, sort_keys=True, default=str),
+                "loopml.executor": options.executor,
+            },
+            system_metrics=False,
+            workspace=workspace,
+        )
+        run.log_params({k: v for k, v in values.items()})
+        status = RunStatus.FINISHED
+        failure = None
         try:
-            run = start_run(
-                experiment=self.name,
-                name=f"{self.name}",
-                tags={
-                    "loopml.kind": "pipeline",
-                    "loopml.pipeline": self.identity,
-                    "loopml.pipeline.file": inspect.getsourcefile(self.fn) or "",
-                    "loopml.pipeline.params": json.dumps(values, sort_keys=True, default=str),
-                    "loopml.executor": options.executor,
-                },
-                system_metrics=False,
-                workspace=workspace,
-            )
-            run.log_params({k: v for k, v in values.items()})
-            status = RunStatus.FINISHED
-            failure = None
-            try:
-                results, failure = run_graph(graph, run, workspace, options)
-            except BaseException as exc:
-                run.end(RunStatus.FAILED, exc)
-                raise
-            if failure is not None:
-                status = RunStatus.FAILED
-            run.end(status, failure)
-            _share_manifest(run, results)
-            outputs = []
-            by_name = {r.name: r for r in results}
-            for ref in graph.outputs:
-                produced = by_name.get(ref.node)
-                if produced is not None and produced.outputs:
-                    outputs.append(produced.outputs[ref.position])
-            result = PipelineRun(
-                run.id, status.value, results, graph, workspace.root, _outputs=outputs
-            )
-            if failure is not None:
-                failure.pipeline_run = result  # type: ignore[attr-defined]
-                raise failure
-            return result
-        finally:
-            if owned:
-                pass  # the tracking session keeps the workspace open until exit
+            results, failure = run_graph(graph, run, workspace, options)
+        except BaseException as exc:
+            run.end(RunStatus.FAILED, exc)
+            raise
+        if failure is not None:
+            status = RunStatus.FAILED
+        run.end(status, failure)
+        _share_manifest(run, results)
+        outputs = []
+        by_name = {r.name: r for r in results}
+        for ref in graph.outputs:
+            produced = by_name.get(ref.node)
+            if produced is not None and produced.outputs:
+                outputs.append(produced.outputs[ref.position])
+        result = PipelineRun(run.id, status.value, results, graph, workspace.root, _outputs=outputs)
+        if failure is not None:
+            failure.pipeline_run = result  # type: ignore[attr-defined]
+            raise failure
+        return result
 
     def plan(
         self,

@@ -311,11 +311,7 @@ def _finish(
 
 
 def session_workspace() -> Workspace:
-    """The workspace of this process's tracking session (opened from the current folder).
+    """The workspace of this process's tracking session (see ``tracking.session_workspace``)."""
+    from loopml.tracking.fluent import session_workspace as tracked
 
-    Pipeline runs write through the tracking session, which keeps its workspace open until the
-    process exits; commands that run pipelines use that same workspace, so nothing is left open.
-    """
-    from loopml.tracking.fluent import _session
-
-    return _session(None).workspace
+    return tracked()

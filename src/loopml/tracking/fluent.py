@@ -43,6 +43,7 @@ __all__ = [
     "log_params",
     "log_table",
     "seed",
+    "session_workspace",
     "set_tag",
     "set_tags",
     "start_run",
@@ -408,6 +409,15 @@ def attached_run(run_id: str, workspace: Workspace | None = None) -> Iterator[Ac
         with run._lock:
             inputs = list(run._inputs.values())
         session.store.log_inputs(run.id, inputs)
+
+
+def session_workspace(workspace: Workspace | None = None) -> Workspace:
+    """The workspace of this process's tracking session (found from the current folder).
+
+    The session keeps its workspace open until the process exits; code that runs pipelines
+    uses that same workspace, so nothing is opened twice or left open.
+    """
+    return _session(workspace).workspace
 
 
 def active_run() -> ActiveRun | None:
