@@ -43,17 +43,6 @@ def loopml(*args: str, cwd: Path) -> str:
     return proc.stdout
 
 
-def python(*args: str, cwd: Path) -> None:
-    """Run a Python script of the project with the demo's interpreter."""
-    console.print(f"[bold cyan]$ python {' '.join(args)}[/]  [dim]({cwd.relative_to(DEMO)})[/]")
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, stdout=subprocess.PIPE, text=True)
-    if proc.stdout.strip():
-        console.print(proc.stdout.rstrip(), markup=False)
-    if proc.returncode != 0:
-        console.print(f"[bold red]demo step failed:[/] python {' '.join(args)}")
-        sys.exit(proc.returncode)
-
-
 def snapshot(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
@@ -105,11 +94,29 @@ def main() -> None:
     loopml("fsck", cwd=project)
     loopml("gc", cwd=project)
 
-    console.print(Rule("5. Train on the versioned data, tracked: two runs, compared"))
-    shutil.copy(HERE / "examples" / "churn_train.py", project / "train.py")
-    for depth in ("3", "10"):
-        python("train.py", "--data", "churn@v2", "--max-depth", depth, cwd=project)
-    listing = loopml("runs", "ls", "--experiment", "churn", cwd=project)
+    console.print(Rule("5. Train as a pipeline: load → validate → features → train → evaluate"))
+    shutil.copy(HERE / "examples" / "churn_pipeline.py", project / "churn_pipeline.py")
+    target = "churn_pipeline.py:churn"
+    loopml("run", target, "--param", "data=churn@v2", cwd=project)
+    console.print("[dim]…again: every step comes from the exact cache[/]")
+    loopml("run", target, "--param", "data=churn@v2", cwd=project)
+    loopml(
+        "run",
+        target,
+        "--param",
+        "data=churn@v2",
+        "--param",
+        "max_depth=4",
+        "--dry-run",
+        cwd=project,
+    )
+    last = loopml("run", target, "--param", "data=churn@v2", "--param", "max_depth=4", cwd=project)
+    run_id = last.strip().splitlines()[-1].split()[1]
+    loopml("runs", "dag", run_id, cwd=project)
+    pipelines_only = "tags.loopml.kind = 'pipeline'"
+    listing = loopml(
+        "runs", "ls", "--experiment", "churn", "--filter", pipelines_only, "--max", "2", cwd=project
+    )
     run_ids = [line.split("\t")[0] for line in listing.splitlines()[1:3] if "\t" in line]
     if len(run_ids) == 2:
         loopml("runs", "compare", *run_ids, cwd=project)

@@ -324,7 +324,9 @@ def test_steps_outputs_and_tracking_runs(project: Project) -> None:
     assert pipeline_run.status == "finished"
     assert pipeline_run.tags["loopml.kind"] == "pipeline"
     assert pipeline_run.params["n"] == "4" and pipeline_run.params["depth"] == "2"
-    assert "rows" not in pipeline_run.metrics
+    # Step metrics roll up to the pipeline run (durations stay on the steps).
+    assert pipeline_run.metrics["rows"] == 4.0
+    assert "duration_s" not in pipeline_run.metrics
     for result in run.steps:
         child = loopml.get_run(result.run_id)
         assert child.info.parent_run_id == run.id

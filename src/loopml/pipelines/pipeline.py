@@ -111,6 +111,7 @@ class Pipeline:
             raise
         if failure is not None:
             status = RunStatus.FAILED
+        _roll_up_metrics(run, results)
         run.end(status, failure)
         _share_manifest(run, results)
         outputs = []
@@ -156,6 +157,30 @@ class _workspace:  # noqa: N801 - used as a context manager name
     def __exit__(self, *exc: object) -> None:
         if self.opened is not None:
             self.opened.close()
+
+
+def _roll_up_metrics(run: Any, results: list[Any]) -> None:
+    """Copy each step's final metrics onto the pipeline run, so runs compare at a glance.
+
+    A metric logged by one step keeps its name; one logged by several steps is prefixed
+    with the step (``train/loss``). Step durations stay on the steps.
+    """
+    store = run._session.store
+    finals: dict[str, list[tuple[str, float]]] = {}
+    for result in results:
+        if result.status == "failed":
+            continue
+        for key, value in store.get_run(result.run_id).metrics.items():
+            if key != "duration_s" and not key.startswith("system/"):
+                finals.setdefault(key, []).append((result.name, value))
+    rolled = {}
+    for key, values in finals.items():
+        if len(values) == 1:
+            rolled[key] = values[0][1]
+        else:
+            rolled.update({f"{node}/{key}": value for node, value in values})
+    if rolled:
+        run.log_metrics(rolled)
 
 
 def _share_manifest(run: Any, results: list[Any]) -> None:

@@ -245,7 +245,16 @@ class _Context:
             outputs=list(source.outputs),
             lineage=edges,
         )
-        self.store.log_batch(run_id, tags=[("loopml.step.status", "cached")])
+        # A cached step has the metrics of the run that computed its outputs.
+        from loopml.tracking.model import Metric
+
+        now = int(time.time() * 1000)
+        carried = [
+            Metric(key, value, 0, now)
+            for key, value in self.store.get_run(source.id).metrics.items()
+            if key != "duration_s" and not key.startswith("system/")
+        ]
+        self.store.log_batch(run_id, metrics=carried, tags=[("loopml.step.status", "cached")])
         self.store.set_status(run_id, RunStatus.FINISHED)
         return StepResult(node.name, "cached", 0.0, run_id, source.outputs, reason=reason)
 
