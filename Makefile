@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml uv.lock
 	$(UV) sync --frozen --extra dev --python $(PYTHON) --compile-bytecode
 	@touch $@
 
+# The package itself is installed editable, so uv's --compile-bytecode does not reach src/;
+# compile it here (cheap when nothing changed) or every command re-parses loopml's sources.
 setup: $(STAMP)
+	@$(VENV)/bin/python -m compileall -q -j 0 src
 
 demo: setup
 	$(VENV)/bin/python examples/demo.py
