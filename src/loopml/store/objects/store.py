@@ -82,6 +82,25 @@ class WriteBatch:
             return StoredFile(digest, len(data))
         return self._store.add_file(path, size)
 
+    def add_hashed(self, items: list[tuple[str, bytes]]) -> None:
+        """Add many small ``(digest, data)`` pairs hashed by the caller: one membership check.
+
+        Objects already stored are freshened (so a concurrent gc's grace period protects them);
+        the rest go into the pack, or loose when this store does not pack.
+        """
+        if not items:
+            return
+        absent = self._store.backend.missing({digest for digest, _ in items})
+        for digest, data in items:
+            if digest in absent:
+                if self._pack is not None and len(data) <= self._store.small_object_bytes:
+                    self._pack.add(digest, data)
+                else:
+                    self._store.backend.put_bytes(digest, data)
+                absent.discard(digest)
+            elif self._pack is None or digest not in self._pack:
+                self._store.stored(digest)
+
     def add_verified(self, digest: str, data: bytes) -> None:
         """Add bytes already verified to hash to ``digest`` (objects copied between stores)."""
         if self._pack is not None and len(data) <= self._store.small_object_bytes:
