@@ -221,12 +221,29 @@ class LocalObjectBackend:
             with os.fdopen(fd, "wb") as out, open(path, "rb", buffering=0) as src:
                 if size_hint >= _KERNEL_COPY_FROM and _kernel_copy(src.fileno(), out.fileno()):
                     size = os.fstat(out.fileno()).st_size
+                    # Writing the copy back to disk and hashing it from the page cache
+                    # overlap: the fsync waits on the device, the hash on the CPUs.
+                    failures: list[OSError] = []
+
+                    def sync() -> None:
+                        try:
+                            os.fsync(out.fileno())
+                        except OSError as exc:
+                            failures.append(exc)
+
+                    syncer = threading.Thread(target=sync) if self.durable else None
+                    if syncer is not None:
+                        syncer.start()
                     digest = hash_file(tmp)
+                    if syncer is not None:
+                        syncer.join()
+                    if failures:
+                        raise failures[0]
                 else:
                     digest, size = copy_and_hash(src, out, size_hint)
-                if self.durable:
-                    out.flush()
-                    os.fsync(out.fileno())
+                    if self.durable:
+                        out.flush()
+                        os.fsync(out.fileno())
             final = self._ensure_parent(digest)
             if self.freshen(digest):
                 tmp.unlink()
