@@ -1,29 +1,67 @@
-"""loopml: a local-first, closed-loop MLOps system."""
+"""loopml: a local-first, closed-loop MLOps system.
 
-from loopml import data
+The user-facing names are re-exported here and imported on first use, so that ``import loopml``
+(and every ``loopml`` command, which imports this package first) stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from loopml._version import __version__
-from loopml.artifacts.registry import materializer
-from loopml.pipelines import pipeline, step
-from loopml.tracking import (
-    ActiveRun,
-    Run,
-    active_run,
-    end_run,
-    get_run,
-    log_artifact,
-    log_dict,
-    log_figure,
-    log_metric,
-    log_metrics,
-    log_param,
-    log_params,
-    log_table,
-    search_runs,
-    seed,
-    set_tag,
-    set_tags,
-    start_run,
+
+if TYPE_CHECKING:
+    from loopml import data
+    from loopml.artifacts.registry import materializer
+    from loopml.pipelines import pipeline, step
+    from loopml.tracking import (
+        ActiveRun,
+        Run,
+        active_run,
+        end_run,
+        get_run,
+        log_artifact,
+        log_dict,
+        log_figure,
+        log_metric,
+        log_metrics,
+        log_param,
+        log_params,
+        log_table,
+        search_runs,
+        seed,
+        set_tag,
+        set_tags,
+        start_run,
+    )
+
+_TRACKING = (
+    "ActiveRun",
+    "Run",
+    "active_run",
+    "end_run",
+    "get_run",
+    "log_artifact",
+    "log_dict",
+    "log_figure",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "log_table",
+    "search_runs",
+    "seed",
+    "set_tag",
+    "set_tags",
+    "start_run",
 )
+_HOME: dict[str, str] = {
+    **dict.fromkeys(_TRACKING, "loopml.tracking"),
+    "materializer": "loopml.artifacts.registry",
+    "pipeline": "loopml.pipelines",
+    "step": "loopml.pipelines",
+}
 
 __all__ = [
     "ActiveRun",
@@ -50,3 +88,14 @@ __all__ = [
     "start_run",
     "step",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "data":
+        return importlib.import_module("loopml.data")
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'loopml' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
