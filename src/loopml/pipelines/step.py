@@ -52,8 +52,6 @@ class Step:
         pickle: bool = False,
         packages: Sequence[str] = (),
         name: str | None = None,
-        input_contract: Any = None,
-        output_contract: Any = None,
     ) -> None:
         if retries < 0:
             raise PipelineDefinitionError(f"retries must be 0 or more, got {retries}")
@@ -71,8 +69,6 @@ class Step:
         self.pickle = pickle
         self.packages = tuple(packages)
         self.name = name or fn.__name__
-        self.input_contract = input_contract
-        self.output_contract = output_contract
         self.signature = inspect.signature(fn)
         self.output_types = _output_types(fn)
         functools.update_wrapper(self, fn)
@@ -193,8 +189,6 @@ def step(
     pickle: bool = False,
     packages: Sequence[str] = (),
     name: str | None = None,
-    input_contract: Any = None,
-    output_contract: Any = None,
 ) -> Callable[[F], F]: ...
 
 
