@@ -12,9 +12,10 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
-from tracking_helpers import close_tracking, postgres_schema
+from tracking_helpers import close_tracking
 
 from loopml.store.workspace import Workspace, init_workspace
+from support import postgres_schema
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 

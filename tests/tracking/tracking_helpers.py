@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import func, select
 
 from loopml.store.metadata import MetadataStore
 from loopml.store.metadata.schema import run_metrics, runs
@@ -24,9 +19,6 @@ from loopml.tracking.model import ArtifactRecord, InputRecord, Metric, RunInfo, 
 from loopml.tracking.store import TrackingStore
 
 # Read at import: the suite's autouse fixture clears every LOOPML_* variable before each test.
-PG_ADMIN_URL = os.environ.get(
-    "LOOPML_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 
 
 def close_tracking() -> None:
@@ -40,35 +32,6 @@ def close_tracking() -> None:
     fluent._stack().clear()
     fluent._process_seeds.clear()
     assert not fluent._all_active and not fluent._sessions
-
-
-@contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A URL to a brand-new PostgreSQL schema, dropped afterwards."""
-    admin = make_url(PG_ADMIN_URL)
-    schema = f"loopml_test_{uuid.uuid4().hex[:16]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    problem = None
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except DBAPIError as exc:
-        problem = str(exc.orig).strip().splitlines()[0]
-    if problem is not None:
-        engine.dispose()
-        # Fail, never skip: CI starts PostgreSQL, so its absence is a broken setup.
-        pytest.fail(
-            f"PostgreSQL is not reachable at {admin.render_as_string(hide_password=True)} "
-            f"({problem}); start it or set LOOPML_TEST_PG_URL",
-            pytrace=False,
-        )
-    url = admin.update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 @contextmanager
