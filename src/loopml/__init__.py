@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from loopml import data
     from loopml.artifacts.registry import materializer
     from loopml.pipelines import pipeline, step
+    from loopml.registry import load_model, log_model
     from loopml.tracking import (
         ActiveRun,
         Run,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
         set_tags,
         start_run,
     )
+    from loopml.validation import api as contract
 
 _TRACKING = (
     "ActiveRun",
@@ -58,6 +60,8 @@ _TRACKING = (
 )
 _HOME: dict[str, str] = {
     **dict.fromkeys(_TRACKING, "loopml.tracking"),
+    "load_model": "loopml.registry",
+    "log_model": "loopml.registry",
     "materializer": "loopml.artifacts.registry",
     "pipeline": "loopml.pipelines",
     "step": "loopml.pipelines",
@@ -68,14 +72,17 @@ __all__ = [
     "Run",
     "__version__",
     "active_run",
+    "contract",
     "data",
     "end_run",
     "get_run",
+    "load_model",
     "log_artifact",
     "log_dict",
     "log_figure",
     "log_metric",
     "log_metrics",
+    "log_model",
     "log_param",
     "log_params",
     "log_table",
@@ -93,6 +100,8 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name == "data":
         return importlib.import_module("loopml.data")
+    if name == "contract":  # loopml.contract.infer / load / Contract
+        return importlib.import_module("loopml.validation.api")
     home = _HOME.get(name)
     if home is None:
         raise AttributeError(f"module 'loopml' has no attribute {name!r}")

@@ -27,6 +27,7 @@ ROOT_COLUMNS: list[tuple[str, str, str]] = [
     ("runs", "manifest_hash", "run manifest"),
     ("runs", "environment_hash", "run environment"),
     ("step_outputs", "digest", "step output"),
+    ("model_versions", "digest", "model version"),
 ]
 
 

@@ -11,5 +11,5 @@ from typing import Final
 __all__ = ["HEAD_REVISION", "KNOWN_REVISIONS"]
 
 # Every migration's revision id, oldest first; a test checks this against Alembic's scripts.
-KNOWN_REVISIONS: Final[tuple[str, ...]] = ("0001", "0002", "0003")
+KNOWN_REVISIONS: Final[tuple[str, ...]] = ("0001", "0002", "0003", "0004")
 HEAD_REVISION: Final[str] = KNOWN_REVISIONS[-1]

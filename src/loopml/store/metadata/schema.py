@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Float,
@@ -28,14 +29,20 @@ from sqlalchemy import (
 
 __all__ = [
     "NAMING_CONVENTION",
+    "alias_events",
     "dataset_tags",
     "dataset_versions",
     "datasets",
     "experiments",
+    "gate_results",
     "latest_metrics",
     "lineage_edges",
     "metadata",
+    "model_aliases",
+    "model_version_inputs",
+    "model_versions",
     "pins",
+    "registered_models",
     "remotes",
     "run_artifacts",
     "run_inputs",
@@ -315,4 +322,104 @@ lineage_edges = Table(
     Column("role", String(256), nullable=False),
     PrimaryKeyConstraint("src_kind", "src_id", "dst_kind", "dst_id", "role"),
     Index(None, "dst_kind", "dst_id"),
+)
+
+
+# -- model registry (revision 0004) -----------------------------------------------------------
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", NAME, nullable=False, unique=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", NAME, nullable=False),
+)
+
+# One stored model: ``digest`` is its serialised object (a gc root); numbers count up per model.
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("model_id", ID, ForeignKey("registered_models.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("digest", HASH, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("flavor", String(64), nullable=False),
+    # What the flavour needs to load it again (JSON), e.g. the types skops must trust.
+    Column("flavor_options", Text, nullable=False),
+    Column("framework", String(64), nullable=False),
+    Column("framework_version", String(64), nullable=False),
+    Column("model_class", String(512), nullable=False),
+    # The input signature inferred from the example (JSON); NULL when none was given.
+    Column("signature", Text, nullable=True),
+    Column("run_id", ID, ForeignKey("runs.id"), nullable=True),
+    Column("description", Text, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", NAME, nullable=False),
+    Column("archived_at", BigInteger, nullable=True),
+    # Concurrent writers both computing max(number) + 1 are caught here, not by a lock.
+    UniqueConstraint("model_id", "number"),
+    Index(None, "digest"),
+    Index(None, "run_id"),
+    CheckConstraint("status IN ('ready', 'archived')", name="status"),
+)
+
+# Dataset versions the training run had read when the model version was logged.
+model_version_inputs = Table(
+    "model_version_inputs",
+    metadata,
+    Column("model_version_id", ID, ForeignKey("model_versions.id"), nullable=False),
+    Column("dataset", NAME, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("hash", HASH, nullable=False),
+    PrimaryKeyConstraint("model_version_id", "dataset", "version"),
+)
+
+# Where each alias points now; every change is also an ``alias_events`` row.
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("model_id", ID, ForeignKey("registered_models.id"), nullable=False),
+    Column("alias", NAME, nullable=False),
+    Column("version_id", ID, ForeignKey("model_versions.id"), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", NAME, nullable=False),
+    PrimaryKeyConstraint("model_id", "alias"),
+    Index(None, "version_id"),
+)
+
+# The outcome of a promotion gate for a candidate version (written by the gate runner).
+gate_results = Table(
+    "gate_results",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("model_version_id", ID, ForeignKey("model_versions.id"), nullable=False),
+    Column("gate_file_hash", HASH, nullable=False),
+    Column("data_hash", HASH, nullable=False),
+    Column("champion_version_id", ID, ForeignKey("model_versions.id"), nullable=True),
+    Column("passed", Boolean, nullable=False),
+    Column("report", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("user", NAME, nullable=False),
+    Index(None, "model_version_id"),
+)
+
+# Every alias move: who, when, from which version to which (NULL: unset), why, on what grounds.
+alias_events = Table(
+    "alias_events",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("model_id", ID, ForeignKey("registered_models.id"), nullable=False),
+    Column("alias", NAME, nullable=False),
+    Column("from_version_id", ID, ForeignKey("model_versions.id"), nullable=True),
+    Column("to_version_id", ID, ForeignKey("model_versions.id"), nullable=True),
+    Column("user", NAME, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("gate_result_id", ID, ForeignKey("gate_results.id"), nullable=True),
+    Column("forced", Boolean, nullable=False),
+    Index(None, "model_id", "alias"),
 )
