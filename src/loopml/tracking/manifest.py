@@ -101,20 +101,44 @@ def capture_git(cwd: Path) -> GitState:
     )
 
 
-def capture_environment() -> dict[str, Any]:
-    """Python, installed packages, platform and hardware of this process."""
+def installed_packages() -> list[str]:
+    """``name==version`` of every installed distribution, from the metadata folder names.
+
+    Reading each distribution's METADATA file costs ~0.1 s for a data-science environment;
+    the ``name-version.dist-info`` folder names carry the same two facts (PEP 427/376) and
+    are read with one ``scandir`` per path entry. Legacy ``.egg-info`` folders without a
+    version in their name fall back to ``importlib.metadata``.
+    """
     from importlib import metadata
 
+    found: dict[str, str] = {}
+    for entry in sys.path:
+        folder = entry or "."
+        try:
+            names = [e.name for e in os.scandir(folder) if e.is_dir()]
+        except OSError:
+            continue
+        for name in names:
+            stem, dot, suffix = name.rpartition(".")
+            if not dot or suffix not in ("dist-info", "egg-info"):
+                continue
+            package, sep, version = stem.partition("-")
+            if sep and version and package.lower() not in found:
+                found[package.lower()] = f"{package}=={version.split('-')[0]}"
+            elif not sep:
+                try:
+                    dist = metadata.distribution(package)
+                    found.setdefault(package.lower(), f"{package}=={dist.version}")
+                except metadata.PackageNotFoundError:
+                    continue
+    return sorted(found.values(), key=str.lower)
+
+
+def capture_environment() -> dict[str, Any]:
+    """Python, installed packages, platform and hardware of this process."""
     import psutil
 
-    packages = sorted(
-        {
-            f"{dist.metadata['Name']}=={dist.version}"
-            for dist in metadata.distributions()
-            if dist.metadata["Name"]
-        },
-        key=str.lower,
-    )
+    packages = installed_packages()
     gpus: list[dict[str, Any]] = []
     try:
         import pynvml  # type: ignore[import-not-found]
