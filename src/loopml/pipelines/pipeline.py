@@ -170,7 +170,7 @@ def _roll_up_metrics(run: Any, results: list[Any]) -> None:
     for result in results:
         if result.status == "failed":
             continue
-        for key, value in store.get_run(result.run_id).metrics.items():
+        for key, value in store.latest_metrics(result.run_id).items():
             if key != "duration_s" and not key.startswith("system/"):
                 finals.setdefault(key, []).append((result.name, value))
     rolled = {}
@@ -186,17 +186,7 @@ def _roll_up_metrics(run: Any, results: list[Any]) -> None:
 def _share_manifest(run: Any, results: list[Any]) -> None:
     """Step runs share the pipeline run's manifest (they are light child runs)."""
     store = run._session.store
-    info = store.get_run(run.id)
-    if info.manifest_hash is None:
-        return
-    from sqlalchemy import select
-
-    from loopml.store.metadata.schema import runs
-
-    with store.metadata.read() as conn:
-        env = conn.execute(select(runs.c.environment_hash).where(runs.c.id == run.id)).scalar_one()
-    for result in results:
-        store.set_manifest(result.run_id, info.manifest_hash, env)
+    store.share_manifest(run.id, [result.run_id for result in results])
 
 
 def pipeline(fn: F | None = None, *, name: str | None = None) -> Any:

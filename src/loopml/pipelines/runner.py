@@ -251,7 +251,7 @@ class _Context:
         now = int(time.time() * 1000)
         carried = [
             Metric(key, value, 0, now)
-            for key, value in self.store.get_run(source.id).metrics.items()
+            for key, value in self.store.latest_metrics(source.id).items()
             if key != "duration_s" and not key.startswith("system/")
         ]
         self.store.log_batch(run_id, metrics=carried, tags=[("loopml.step.status", "cached")])

@@ -63,11 +63,20 @@ class SqlTrackingStore:
 
     def __init__(self, metadata: MetadataStore) -> None:
         self.metadata = metadata
+        self._experiment_ids: dict[str, str] = {}
 
     # -- experiments and runs ----------------------------------------------------------------
 
     def experiment_id(self, name: str, *, create: bool = True) -> str:
-        """The id of experiment ``name``, created on first use."""
+        """The id of experiment ``name``, created on first use (ids never change: memoised)."""
+        known = self._experiment_ids.get(name)
+        if known is not None:
+            return known
+        ident = self._experiment_id(name, create=create)
+        self._experiment_ids[name] = ident
+        return ident
+
+    def _experiment_id(self, name: str, *, create: bool) -> str:
         with self.metadata.read() as conn:
             found = conn.execute(select(experiments.c.id).where(experiments.c.name == name)).first()
         if found is not None:
@@ -278,6 +287,27 @@ class SqlTrackingStore:
             )
         )
 
+    def share_manifest(self, source_run_id: str, run_ids: Sequence[str]) -> None:
+        """Point ``run_ids`` at the manifest and environment of ``source_run_id`` (one write)."""
+        if not run_ids:
+            return
+
+        def write(conn: Connection) -> None:
+            row = conn.execute(
+                select(runs.c.manifest_hash, runs.c.environment_hash).where(
+                    runs.c.id == source_run_id
+                )
+            ).first()
+            if row is None or row.manifest_hash is None:
+                return
+            conn.execute(
+                update(runs)
+                .where(runs.c.id.in_(list(run_ids)))
+                .values(manifest_hash=row.manifest_hash, environment_hash=row.environment_hash)
+            )
+
+        self.metadata.run_write(write)
+
     def log_artifacts(self, run_id: str, artifacts: Sequence[ArtifactRecord]) -> None:
         """Record artifacts (replacing any at the same path)."""
         if not artifacts:
@@ -406,6 +436,18 @@ class SqlTrackingStore:
                 .order_by(run_metrics.c.step, run_metrics.c.timestamp)
             ).all()
         return [Metric(key, _loaded(r.value), r.step, r.timestamp) for r in rows]
+
+    def latest_metrics(self, run_id: str) -> dict[str, float]:
+        """The latest value of each of the run's metrics (one query)."""
+        with self.metadata.read() as conn:
+            return {
+                str(key): _loaded(value)
+                for key, value in conn.execute(
+                    select(latest_metrics.c.key, latest_metrics.c.value).where(
+                        latest_metrics.c.run_id == run_id
+                    )
+                )
+            }
 
     def metric_keys(self, run_id: str) -> list[str]:
         """Names of the run's metrics."""
