@@ -395,7 +395,7 @@ def attached_run(run_id: str, workspace: Workspace | None = None) -> Iterator[Ac
     status. Pipelines use this so that a step's ``log_metric`` lands in the step's run.
     """
     session = _session(workspace)
-    info = session.store.get_run(run_id)
+    info = session.store.run_header(run_id)
     run = ActiveRun(session, info, system_metrics=False, interval=0.0)
     stack = _stack()
     stack.append(run)

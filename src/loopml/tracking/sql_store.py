@@ -427,6 +427,18 @@ class SqlTrackingStore:
             )
         return _run_info(row, params, metrics, tags, artifacts, inputs)
 
+    def run_header(self, run_id: str) -> RunInfo:
+        """The run's own row (no params, metrics, tags or artifacts): one query."""
+        with self.metadata.read() as conn:
+            row = conn.execute(
+                select(runs, experiments.c.name.label("experiment"))
+                .join(experiments, experiments.c.id == runs.c.experiment_id)
+                .where(runs.c.id == run_id)
+            ).first()
+        if row is None:
+            raise RunNotFoundError(f"no run with id {run_id}; `loopml runs ls` lists them")
+        return _run_info(row, {}, {}, {}, (), ())
+
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
         """Every point of one metric, in step order (then time, then insertion)."""
         with self.metadata.read() as conn:
