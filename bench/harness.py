@@ -296,3 +296,60 @@ def write_results(name: str, payload: Mapping[str, Any]) -> Path:
 def log(message: str) -> None:
     """Progress line on stderr, timestamped, flushed at once (the run takes minutes)."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- in-process timings reported by a child -----------------------------------------------------
+
+RESULT_PREFIX = "BENCH-RESULT "
+
+
+def child_result(sample: Sample) -> dict[str, Any]:
+    """The ``BENCH-RESULT {json}`` line a child script printed last (raises if there is none)."""
+    for line in reversed(sample.output.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            result: dict[str, Any] = json.loads(line[len(RESULT_PREFIX) :])
+            return result
+    raise BenchError(f"the child printed no result line:\n{sample.output[-4000:]}")
+
+
+@dataclass
+class Timed:
+    """Repeated measurements of one thing, each a number of seconds a child timed in-process.
+
+    Every value comes from its own child process (``process``: that child's wall time, CPU time
+    and the CPUs other processes kept busy meanwhile, as in ``Series``); ``details`` keeps what
+    else each child reported.
+    """
+
+    values: list[float] = field(default_factory=list)
+    processes: list[Sample] = field(default_factory=list)
+    details: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, value: float, process: Sample, detail: Mapping[str, Any] | None = None) -> None:
+        self.values.append(value)
+        self.processes.append(process)
+        self.details.append(dict(detail or {}))
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.values)
+
+    def median_of(self, key: str) -> float:
+        """Median of one numeric field the children reported."""
+        return statistics.median(float(d[key]) for d in self.details)
+
+    def summary(self, digits: int = 6) -> dict[str, Any]:
+        walls = [p.wall_s for p in self.processes]
+        others = [p.other_cpu_s / p.wall_s if p.wall_s else 0.0 for p in self.processes]
+        return {
+            "median_s": round(self.median_s, digits),
+            "min_s": round(min(self.values), digits),
+            "max_s": round(max(self.values), digits),
+            "samples_s": [round(v, digits) for v in self.values],
+            "process_wall_s": [round(w, 3) for w in walls],
+            "process_cpu_s": [round(p.cpu_s, 3) for p in self.processes],
+            # CPUs the rest of the machine kept busy while each child ran (0 = it was idle).
+            "other_load_samples": [round(o, 2) for o in others],
+            **self.extra,
+        }

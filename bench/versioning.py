@@ -160,6 +160,22 @@ def _base_env() -> dict[str, str]:
     return env
 
 
+def _src_bytecode_state(package: Path) -> tuple[int, int]:
+    """How many modules of ``package`` have no bytecode in ``__pycache__``, and how many have
+    bytecode older than their source."""
+    import importlib.util
+
+    missing = stale = 0
+    for source in package.rglob("*.py"):
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        try:
+            if cached.stat().st_mtime < source.stat().st_mtime:
+                stale += 1
+        except FileNotFoundError:
+            missing += 1
+    return missing, stale
+
+
 class Loopml:
     """``.venv/bin/loopml``, the editable install of this checkout."""
 
@@ -172,18 +188,24 @@ class Loopml:
         # PYTHONDONTWRITEBYTECODE is set (as on these machines), so each command would compile
         # its modules again; DVC, installed by pip, has its bytecode. A cache outside the
         # source tree makes loopml start like an installed wheel does.
-        package = REPO_ROOT / "src" / "loopml"
-        self.bytecode = "present in src/ (nothing changed)"
-        if not (package / "__pycache__").is_dir():
+        # Bytecode that `make setup` compiled into src/ goes stale as soon as a module is edited
+        # (other work edits src/ while benchmarks run): then it is not trusted either.
+        missing, stale = _src_bytecode_state(REPO_ROOT / "src" / "loopml")
+        self.bytecode = "present in src/ and up to date"
+        if missing or stale:
             if bytecode_cache:
                 self.env.pop("PYTHONDONTWRITEBYTECODE", None)
                 self.env["PYTHONPYCACHEPREFIX"] = str(run_dir / "pycache")
                 self.bytecode = (
-                    "src/ has none (PYTHONDONTWRITEBYTECODE); cached under the run folder "
-                    "with PYTHONPYCACHEPREFIX, as an installed wheel would have it"
+                    f"src/ lacks bytecode for {missing} and has stale bytecode for {stale} "
+                    "modules (PYTHONDONTWRITEBYTECODE); cached under the run folder with "
+                    "PYTHONPYCACHEPREFIX, as an installed wheel would have it"
                 )
             else:
-                self.bytecode = "src/ has none and --no-bytecode-cache: compiled on every run"
+                self.bytecode = (
+                    f"src/ lacks bytecode for {missing} and has stale bytecode for {stale} "
+                    "modules, and --no-bytecode-cache: those are compiled on every run"
+                )
 
     def version(self) -> str:
         return run([self.exe, "--version"], env=self.env).output.strip()
