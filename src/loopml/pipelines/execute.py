@@ -22,6 +22,7 @@ from typing import Any
 
 from loopml.pipelines.errors import PipelineError, StepTimeoutError
 from loopml.pipelines.model import OutputRecord
+from loopml.validation import ContractViolationError, check_inputs, check_outputs
 
 __all__ = ["ArgSpec", "StepTask", "TaskResult", "load_step", "run_task"]
 
@@ -207,12 +208,20 @@ def run_task(task: StepTask, *, step: Any = None, workspace: Any = None) -> Task
                     with attached_run(task.step_run_id, workspace):
                         # Loaded inside the step's run, so dataset reads are its inputs.
                         arguments = _load_arguments(task, workspace)
+                        check_inputs(getattr(step, "input_contract", None), arguments, task.node)
                         with _Alarm(task.timeout, task.node):
                             result = fn(**arguments)
+                        check_outputs(
+                            getattr(step, "output_contract", None),
+                            result,
+                            task.node,
+                            outputs=getattr(step, "outputs", 1),
+                        )
                     outputs = _save_outputs(result, step, task, workspace)
                     return TaskResult(tuple(outputs), attempts, _ms(started))
                 except Exception as exc:
-                    if attempts <= task.retries:
+                    # A contract violation would fail the same way again: no retry.
+                    if attempts <= task.retries and not isinstance(exc, ContractViolationError):
                         time.sleep(min(task.retry_delay * 2 ** (attempts - 1), 60.0))
                         continue
                     return TaskResult(

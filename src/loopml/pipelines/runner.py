@@ -173,6 +173,13 @@ class _Context:
         parts["code"] = step_code_hash(node.step.fn, self.workspace.root)
         parts["packages"] = package_versions(node.step.packages)
         parts["outputs"] = node.outputs
+        if node.step.input_contract is not None or node.step.output_contract is not None:
+            from loopml.validation import contract_fingerprint
+
+            parts["contracts"] = [
+                contract_fingerprint(node.step.input_contract),
+                contract_fingerprint(node.step.output_contract),
+            ]
         return cache_key(parts), parts, specs, edges
 
     def forced(self, node: Node) -> bool:
@@ -490,6 +497,13 @@ def plan(graph: Graph, workspace: Workspace, options: RunOptions) -> list[Planne
         parts["code"] = step_code_hash(node.step.fn, workspace.root)
         parts["packages"] = package_versions(node.step.packages)
         parts["outputs"] = node.outputs
+        if node.step.input_contract is not None or node.step.output_contract is not None:
+            from loopml.validation import contract_fingerprint
+
+            parts["contracts"] = [
+                contract_fingerprint(node.step.input_contract),
+                contract_fingerprint(node.step.output_contract),
+            ]
         key = cache_key(parts)
         forced = (
             not options.cache

@@ -50,6 +50,8 @@ class Step:
         timeout: float | None = None,
         cache: bool = True,
         pickle: bool = False,
+        input_contract: Any = None,
+        output_contract: Any = None,
         packages: Sequence[str] = (),
         name: str | None = None,
     ) -> None:
@@ -67,6 +69,9 @@ class Step:
         self.timeout = timeout
         self.cache = cache
         self.pickle = pickle
+        # A Contract, a YAML path, or a mapping (parameter name / output position → contract).
+        self.input_contract = input_contract
+        self.output_contract = output_contract
         self.packages = tuple(packages)
         self.name = name or fn.__name__
         self.signature = inspect.signature(fn)
@@ -97,7 +102,16 @@ class Step:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         graph = current_graph.get()
         if graph is None:
-            return self.fn(*args, **kwargs)
+            if self.input_contract is None and self.output_contract is None:
+                return self.fn(*args, **kwargs)
+            from loopml.validation import check_inputs, check_outputs
+
+            bound = self.signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            check_inputs(self.input_contract, bound.arguments, self.name)
+            result = self.fn(*args, **kwargs)
+            check_outputs(self.output_contract, result, self.name, outputs=self.outputs)
+            return result
         return self._trace(graph, args, kwargs)
 
     def _trace(self, graph: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -187,6 +201,8 @@ def step(
     timeout: float | None = None,
     cache: bool = True,
     pickle: bool = False,
+    input_contract: Any = None,
+    output_contract: Any = None,
     packages: Sequence[str] = (),
     name: str | None = None,
 ) -> Callable[[F], F]: ...
