@@ -39,6 +39,8 @@ bench-setup: setup
 
 bench: setup
 	$(VENV)/bin/python -m bench
+	$(VENV)/bin/python -m bench.validation
+	$(VENV)/bin/python -m bench.bootstrap
 
 clean:
 	rm -rf $(VENV) demo-workspace .pytest_cache .mypy_cache .ruff_cache

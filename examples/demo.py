@@ -1,8 +1,11 @@
 """The loopml walkthrough that `make demo` runs, on the embedded default (SQLite + a folder).
 
-Today it versions a dataset end to end: add, status, a second version, log, diff, tag, a remote,
-push, a fresh clone that pulls and checks out the exact bytes, fsck and gc. Every step is a real
-`loopml` command, printed before it runs, so you can repeat it by hand.
+It versions a dataset end to end (add, status, a second version, log, diff, tag, a remote, push,
+a fresh clone that pulls the exact bytes, fsck, gc), trains the churn model as a cached pipeline
+that logs each new model to the registry, runs a promotion gate (thresholds, a slice check and
+no regression against the champion), promotes v1, refuses a deliberately worse v2, and writes
+the model card. Every step is a real `loopml` command, printed before it runs, so you can
+repeat it by hand.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ LOOPML = str(Path(sys.executable).with_name("loopml"))
 console = Console(highlight=False)
 
 
-def loopml(*args: str, cwd: Path) -> str:
-    """Run one loopml command, show it and its output, stop the demo if it fails."""
+def loopml(*args: str, cwd: Path, expect: int = 0) -> str:
+    """Run one loopml command, show it and its output, stop the demo if its exit code is not
+    ``expect`` (a refusal the demo shows on purpose exits 1)."""
     shown = "loopml " + " ".join(args)
     console.print(f"[bold cyan]$ {shown}[/]  [dim]({cwd.relative_to(DEMO)})[/]")
     env = dict(os.environ)
@@ -37,7 +41,7 @@ def loopml(*args: str, cwd: Path) -> str:
     output = proc.stdout.rstrip()
     if output:
         console.print(output, markup=False)
-    if proc.returncode != 0:
+    if proc.returncode != expect:
         console.print(f"[bold red]demo step failed:[/] {shown} (exit {proc.returncode})")
         sys.exit(proc.returncode)
     return proc.stdout
@@ -100,17 +104,10 @@ def main() -> None:
     loopml("run", target, "--param", "data=churn@v2", cwd=project)
     console.print("[dim]…again: every step comes from the exact cache[/]")
     loopml("run", target, "--param", "data=churn@v2", cwd=project)
-    loopml(
-        "run",
-        target,
-        "--param",
-        "data=churn@v2",
-        "--param",
-        "max_depth=4",
-        "--dry-run",
-        cwd=project,
-    )
-    last = loopml("run", target, "--param", "data=churn@v2", "--param", "max_depth=4", cwd=project)
+    # A deliberately weak model (shallow, three trees): the dry run says what would rerun.
+    weak = ("--param", "data=churn@v2", "--param", "max_depth=2", "--param", "trees=3")
+    loopml("run", target, *weak, "--dry-run", cwd=project)
+    last = loopml("run", target, *weak, cwd=project)
     run_id = last.strip().splitlines()[-1].split()[1]
     loopml("runs", "dag", run_id, cwd=project)
     pipelines_only = "tags.loopml.kind = 'pipeline'"
@@ -120,6 +117,22 @@ def main() -> None:
     run_ids = [line.split("\t")[0] for line in listing.splitlines()[1:3] if "\t" in line]
     if len(run_ids) == 2:
         loopml("runs", "compare", *run_ids, cwd=project)
+
+    console.print(Rule("6. Gate and promote: nothing reaches champion without passing tests"))
+    holdout = project / "data" / "holdout"
+    holdout.mkdir()
+    make_churn(5_000, seed=7, drift=0.3).to_parquet(holdout / "2026-03.parquet")
+    loopml("data", "add", "data/holdout", "-m", "March customers, held out", cwd=project)
+    shutil.copy(HERE / "examples" / "gates.yaml", project / "gates.yaml")
+    console.print((project / "gates.yaml").read_text().rstrip(), markup=False)
+    loopml("models", "versions", "churn", cwd=project)
+    gate = ("--to", "champion", "--gate", "gates.yaml", "--data", "holdout@v1")
+    loopml("models", "promote", "churn", "1", *gate, cwd=project)
+    console.print("[dim]…the weak v2 must beat the champion on the same rows: refused[/]")
+    loopml("models", "promote", "churn", "2", *gate, cwd=project, expect=1)
+    loopml("models", "history", "churn", cwd=project)
+    card = loopml("models", "card", "churn@champion", "--html", cwd=project)
+    console.print(f"model card: [bold]{card.strip().splitlines()[-1]}[/]")
 
     import pandas as pd
 
@@ -140,7 +153,7 @@ def main() -> None:
             for ref, f in frames.items()
         }
     )
-    console.print(Rule("6. The same versions from Python: loopml.data.read_frame"))
+    console.print(Rule("7. The same versions from Python: loopml.data.read_frame"))
     console.print(table.to_string(), markup=False)
     console.print(f"\nDemo workspace left in {DEMO} — try `cd {project} && loopml data log churn`.")
 

@@ -421,3 +421,62 @@ def test_unsigned_or_altered_pickles_are_refused(
     with pytest.raises(UnsafeLoadError):
         ours.load(digest, workspace.objects)
     assert not target.exists()
+
+
+def test_a_skops_archive_calling_a_library_function_is_refused(tmp_path: Path) -> None:
+    """``numpy.load`` with ``allow_pickle`` would unpickle a file: functions are never trusted."""
+    import io
+    import json
+    import zipfile
+
+    import skops.io
+
+    from loopml.artifacts.skops_format import loads_trusted
+
+    planted = tmp_path / "planted.npy"
+    np.save(planted, np.array([1, 2, 3]))
+    args = skops.io.dumps((str(planted), None, True))
+    state = json.loads(zipfile.ZipFile(io.BytesIO(args)).read("schema.json"))
+    schema = {
+        "__class__": "load",
+        "__module__": "numpy",
+        "__loader__": "ConstructorFromReduceNode",
+        "content": {k: v for k, v in state.items() if k not in ("protocol", "_skops_version")},
+        "__id__": 1,
+        "protocol": state["protocol"],
+        "_skops_version": state["_skops_version"],
+    }
+    crafted = io.BytesIO()
+    with zipfile.ZipFile(crafted, "w") as archive:
+        archive.writestr("schema.json", json.dumps(schema))
+    with pytest.raises(UnsafeLoadError, match=r"numpy\.load"):
+        loads_trusted(crafted.getvalue())
+
+
+def test_fitted_scikit_learn_models_load_without_extra_trust() -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from loopml.artifacts.skops_format import dumps_normalised, loads_trusted
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.random(60), "p": pd.Categorical(rng.choice(["x", "y"], 60))})
+    label = rng.integers(0, 2, 60)
+    models = [
+        Pipeline(
+            [
+                (
+                    "prepare",
+                    ColumnTransformer([("p", OneHotEncoder(), ["p"])], remainder="passthrough"),
+                ),
+                ("forest", RandomForestClassifier(n_estimators=3, random_state=0)),
+            ]
+        ),
+        HistGradientBoostingClassifier(max_iter=3, categorical_features="from_dtype"),
+    ]
+    for model in models:
+        model.fit(frame, label)
+        loaded = loads_trusted(dumps_normalised(model))
+        assert (loaded.predict(frame) == model.predict(frame)).all()

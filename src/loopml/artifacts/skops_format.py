@@ -15,7 +15,29 @@ from typing import Any
 
 from loopml.artifacts.errors import UnsafeLoadError
 
-__all__ = ["dumps_normalised", "loads_trusted"]
+__all__ = ["BOOSTING_TYPES", "SAFE_NAMES", "dumps_normalised", "loads_trusted"]
+
+# XGBoost's and LightGBM's scikit-learn wrappers and boosters, by exact name. Trusting the two
+# libraries by prefix would let a crafted archive call any function in them with arguments of
+# its choosing (skops builds some objects by calling what the archive names); a class of this
+# list at worst parses a model. The registry stores these models in the libraries' own formats
+# (``loopml.registry.boosting``); the list is for a pipeline step's output or a pipeline that
+# ends in one.
+BOOSTING_TYPES = frozenset(
+    {
+        "xgboost.core.Booster",
+        "xgboost.sklearn.XGBClassifier",
+        "xgboost.sklearn.XGBRegressor",
+        "xgboost.sklearn.XGBRanker",
+        "xgboost.sklearn.XGBRFClassifier",
+        "xgboost.sklearn.XGBRFRegressor",
+        "lightgbm.basic.Booster",
+        "lightgbm.sklearn.LGBMClassifier",
+        "lightgbm.sklearn.LGBMRegressor",
+        "lightgbm.sklearn.LGBMRanker",
+        "collections.OrderedDict",  # in a fitted LightGBM wrapper's state
+    }
+)
 
 _ID = re.compile(r'("__id__": )(\d+)|("file": ")(\d+)(\.npy")')
 _EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -60,18 +82,59 @@ def dumps_normalised(value: Any) -> bytes:
     return out.getvalue()
 
 
-def loads_trusted(data: bytes, trusted: list[str] | None = None) -> Any:
-    """Load a skops archive, allowing scikit-learn's own types and ``trusted`` extras only.
+# Names outside scikit-learn's classes that fitted estimators routinely contain. Each is either a
+# plain value type or takes no action when skops calls it with the archive's arguments.
+SAFE_NAMES = frozenset(
+    {
+        "builtins.slice",
+        "collections.OrderedDict",
+        "functools.partial",
+        "numpy.dtype",
+        "numpy.random.mtrand.RandomState",
+        "numpy.random._generator.Generator",
+        "numpy.random._mt19937.MT19937",
+        "numpy.random._pcg64.PCG64",
+        "numpy.random.bit_generator.SeedSequence",
+        "scipy.sparse._csr.csr_matrix",
+        "scipy.sparse._csc.csc_matrix",
+        "scipy.sparse._csr.csr_array",
+        "scipy.sparse._csc.csc_array",
+        "sklearn.utils.validation.check_array",
+    }
+)
 
-    skops refuses types it does not know as safe; anything outside scikit-learn, NumPy, SciPy
-    and the listed ``trusted`` names is refused with the list of what was found.
+
+def _is_sklearn_class(name: str) -> bool:
+    """Whether ``name`` is a class of scikit-learn (whose constructors only store parameters).
+
+    A function is never trusted by prefix: skops calls what an archive names with arguments of
+    the archive's choosing, and a library function (``numpy.load`` with ``allow_pickle``) can
+    do anything. Only scikit-learn's modules are imported to find out.
+    """
+    import importlib
+
+    if not name.startswith("sklearn."):
+        return False
+    module_name, _, attribute = name.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(found, type)
+
+
+def loads_trusted(data: bytes, trusted: list[str] | None = None) -> Any:
+    """Load a skops archive, allowing scikit-learn's classes and a few known value types only.
+
+    Also allowed: the XGBoost and LightGBM estimators of ``BOOSTING_TYPES`` and the ``trusted``
+    names (those recorded when loopml itself saved the archive). Anything else, functions of
+    trusted libraries included, is refused with the list of what was found.
     """
     import skops.io
 
     found = skops.io.get_untrusted_types(data=data)
-    allowed_prefixes = ("sklearn.", "numpy.", "scipy.", "xgboost.", "lightgbm.")
-    extra = set(trusted or ())
-    unknown = [t for t in found if not t.startswith(allowed_prefixes) and t not in extra]
+    extra = BOOSTING_TYPES | SAFE_NAMES | set(trusted or ())
+    unknown = [t for t in found if t not in extra and not _is_sklearn_class(t)]
     if unknown:
         raise UnsafeLoadError(
             "the stored model uses types loopml does not trust by default: "

@@ -14,7 +14,15 @@ from typing import Annotated
 import typer
 
 from loopml._version import __version__
-from loopml.cli import data_cmds, import_cmds, models_cmds, pipeline_cmds, runs_cmds, store_cmds
+from loopml.cli import (
+    data_cmds,
+    gate_cmds,
+    import_cmds,
+    models_cmds,
+    pipeline_cmds,
+    runs_cmds,
+    store_cmds,
+)
 from loopml.cli.contract_cmds import register as register_contract_commands
 from loopml.cli.output import err, out
 from loopml.errors import LoopMLError
@@ -33,6 +41,7 @@ app.add_typer(store_cmds.remote_app, name="remote")
 app.add_typer(runs_cmds.app, name="runs")
 app.add_typer(import_cmds.app, name="import")
 app.add_typer(models_cmds.app, name="models")
+app.add_typer(gate_cmds.app, name="gate")
 store_cmds.register(app)
 pipeline_cmds.register(app, runs_cmds.app)
 register_contract_commands(app)

@@ -6,10 +6,12 @@ import datetime as dt
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from loopml.cli.card_cmds import card
 from loopml.cli.output import human_bytes, out, print_table
 
 if TYPE_CHECKING:
@@ -19,9 +21,10 @@ if TYPE_CHECKING:
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Model registry: ls, show, versions, alias, unalias, archive, history.",
+    help="Model registry: ls, show, versions, alias, promote, archive, history, card.",
     no_args_is_help=True,
 )
+app.command("card")(card)
 
 _REF_HELP = "NAME@REF (churn@v3, churn@3, churn@champion, churn@latest) or NAME."
 _VERSION_HELP = "A version (3, v3) or alias, when NAME is given alone."
@@ -336,4 +339,63 @@ def history(
             )
             for e in events
         ],
+    )
+
+
+@app.command("promote")
+def promote(
+    ref: Annotated[str, typer.Argument(help="NAME@REF (churn@7), or NAME followed by VERSION.")],
+    version: Annotated[str | None, typer.Argument(help=_VERSION_HELP)] = None,
+    to: Annotated[str, typer.Option("--to", help="The alias to move.")] = "champion",
+    gate: Annotated[
+        Path | None,
+        typer.Option("--gate", "-g", help="Gate file (default: [registry.models.NAME] gate)."),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", "-d", help="Holdout (default: [registry.models.NAME] holdout)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Move without a gate (needs --reason; recorded).")
+    ] = False,
+    reason: Annotated[
+        str, typer.Option("--reason", "-r", help="Why (kept in `models history`).")
+    ] = "",
+    rerun: Annotated[
+        bool, typer.Option("--rerun", help="Run the gate even if a recorded result applies.")
+    ] = False,
+) -> None:
+    """Run the gate, then point the alias at the version only if it passed (exit 1 if not)."""
+    from loopml.cli.gate_cmds import print_gate_run, progress_line
+    from loopml.registry.errors import GateFailedError
+    from loopml.registry.gating.api import promote as do_promote
+
+    with _workspace() as workspace, progress_line("running the gate") as progress:
+        try:
+            result = do_promote(
+                ref,
+                version,
+                to=to,
+                gate=gate,
+                data=data,
+                force=force,
+                reason=reason,
+                rerun=rerun,
+                workspace=workspace,
+                progress=progress,
+            )
+        except GateFailedError as exc:
+            if exc.gate_run is not None:
+                print_gate_run(exc.gate_run)
+            raise
+    if result.gate is not None:
+        print_gate_run(result.gate)
+    name = result.version.model
+    if result.event is None:
+        out.print(f"{name}@{result.alias} already points to v{result.version.number}")
+        return
+    how = " (forced)" if result.event.forced else " (gate passed)"
+    out.print(
+        f"{name}@{result.alias}: {_v(result.event.from_version)} -> "
+        f"{_v(result.event.to_version)}{how}"
     )

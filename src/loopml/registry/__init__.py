@@ -21,6 +21,8 @@ from loopml.registry.errors import (
     AmbiguousReferenceError,
     ExtraColumnsWarning,
     FrameworkVersionWarning,
+    GateFailedError,
+    GateFileError,
     ModelNotFoundError,
     ModelVersionNotFoundError,
     ProtectedAliasError,
@@ -30,6 +32,11 @@ from loopml.registry.errors import (
     UnsupportedModelError,
 )
 from loopml.registry.flavors import ModelFlavor, SavedModel, SkopsFlavor, register_flavor
+from loopml.registry.gating.api import gate_report, gate_results, promote, run_gate
+from loopml.registry.gating.promote import Promotion
+from loopml.registry.gating.report import CheckOutcome, GateReport
+from loopml.registry.gating.runner import GateRun
+from loopml.registry.gating.spec import GateSpec, load_gate
 from loopml.registry.loaded import LoadedModel, ProbabilisticModel
 from loopml.registry.model import (
     AliasEvent,
@@ -46,11 +53,17 @@ __all__ = [
     "AliasConflictError",
     "AliasEvent",
     "AmbiguousReferenceError",
+    "CheckOutcome",
     "ColumnSpec",
     "DatasetInput",
     "ExtraColumnsWarning",
     "FrameworkVersionWarning",
+    "GateFailedError",
+    "GateFileError",
+    "GateReport",
     "GateResult",
+    "GateRun",
+    "GateSpec",
     "Lineage",
     "LoadedModel",
     "ModelFlavor",
@@ -59,6 +72,7 @@ __all__ = [
     "ModelVersionNotFoundError",
     "OutputSpec",
     "ProbabilisticModel",
+    "Promotion",
     "ProtectedAliasError",
     "RegisteredModel",
     "RegistryError",
@@ -70,19 +84,24 @@ __all__ = [
     "UnsupportedModelError",
     "alias_history",
     "archive_version",
+    "gate_report",
+    "gate_results",
     "get_gate_result",
     "get_model",
     "get_version",
     "infer_signature",
     "list_models",
     "list_versions",
+    "load_gate",
     "load_model",
     "log_model",
     "model_ref",
     "move_alias",
+    "promote",
     "protected_aliases",
     "record_gate_result",
     "register_flavor",
     "remove_alias",
     "restore_version",
+    "run_gate",
 ]

@@ -87,13 +87,22 @@ def _run_inputs(run: ActiveRun) -> list[DatasetInput]:
     """Dataset versions the run has read so far (in memory) or recorded (in the database)."""
     from sqlalchemy import select
 
-    from loopml.store.metadata.schema import run_inputs
+    from loopml.store.metadata.schema import run_inputs, runs
 
     with run._lock:
         found = {(i.dataset, i.version): i.hash for i in run._inputs.values()}
     with run._session.workspace.metadata.read() as conn:
-        for row in conn.execute(select(run_inputs).where(run_inputs.c.run_id == run.id)):
-            found.setdefault((row.dataset, row.version), row.hash)
+        # A model logged inside a pipeline step was trained on what the pipeline read: walk up
+        # from the step's run through its parents (a bounded walk: runs nest a few levels).
+        run_id: str | None = run.id
+        for _depth in range(16):
+            if run_id is None:
+                break
+            for row in conn.execute(select(run_inputs).where(run_inputs.c.run_id == run_id)):
+                found.setdefault((row.dataset, row.version), row.hash)
+            run_id = conn.execute(
+                select(runs.c.parent_run_id).where(runs.c.id == run_id)
+            ).scalar_one_or_none()
     return [DatasetInput(name, number, digest) for (name, number), digest in sorted(found.items())]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from loopml.errors import LoopMLError, NotFoundError, UserInputError
 
@@ -11,6 +12,8 @@ __all__ = [
     "AmbiguousReferenceError",
     "ExtraColumnsWarning",
     "FrameworkVersionWarning",
+    "GateFailedError",
+    "GateFileError",
     "ModelNotFoundError",
     "ModelVersionNotFoundError",
     "ProtectedAliasError",
@@ -23,6 +26,18 @@ __all__ = [
 
 class RegistryError(LoopMLError):
     """A model registry operation cannot be done."""
+
+
+class GateFileError(RegistryError, UserInputError):
+    """A gate file cannot be read or does not describe a gate."""
+
+
+class GateFailedError(RegistryError):
+    """A promotion was refused because the gate failed; ``gate_run`` holds the report."""
+
+    def __init__(self, message: str, *, gate_run: Any = None) -> None:
+        super().__init__(message)
+        self.gate_run = gate_run
 
 
 class ModelNotFoundError(RegistryError, NotFoundError):

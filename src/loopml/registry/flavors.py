@@ -1,10 +1,12 @@
 """Model flavours: how a kind of model is stored and loaded, behind one small Protocol.
 
-The built-in ``skops`` flavour stores scikit-learn, XGBoost and LightGBM estimators (their
-scikit-learn API) as deterministic skops archives, with the serializers of ``loopml.artifacts``:
-two identical models give the same bytes, hence the same digest. Loading never unpickles: skops
-refuses types it does not know, except those the flavour found in the model when it was logged
-(recorded with the version, e.g. ``functools.partial`` inside a histogram gradient booster).
+The built-in ``skops`` flavour stores scikit-learn estimators and pipelines as deterministic
+skops archives, with the serializers of ``loopml.artifacts``: two identical models give the same
+bytes, hence the same digest. Loading never unpickles: skops refuses types it does not know,
+except those the flavour found in the model when it was logged (recorded with the version, e.g.
+``functools.partial`` inside a histogram gradient booster). XGBoost and LightGBM estimators
+(their scikit-learn API) have flavours of their own, ``xgboost`` and ``lightgbm``, which store
+the booster in the library's own text format (see :mod:`loopml.registry.boosting`).
 
 Other frameworks plug in with :func:`register_flavor`; the loaded object must have ``predict``
 (and may have ``predict_proba``).
@@ -68,19 +70,26 @@ class ModelFlavor(Protocol):
 
 # Top-level module of the model's class → the distribution whose version is recorded.
 _DISTRIBUTIONS = {"sklearn": "scikit-learn", "xgboost": "xgboost", "lightgbm": "lightgbm"}
-_SAFE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "xgboost.", "lightgbm.")
+# Other distributions that install the same import package (XGBoost's CPU-only wheel).
+_ALTERNATIVES = {"xgboost": ("xgboost-cpu",)}
 
 
 def installed_version(distribution: str) -> str:
-    """The installed version of ``distribution``, or ``unknown``."""
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    """The installed version of ``distribution`` (or of a CPU-only build of it), or ``unknown``."""
+    for name in (distribution, *_ALTERNATIVES.get(distribution, ())):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "unknown"
 
 
 class SkopsFlavor:
-    """scikit-learn, XGBoost and LightGBM estimators as normalised skops archives."""
+    """scikit-learn estimators and pipelines as normalised skops archives.
+
+    It also takes a lone XGBoost or LightGBM estimator when asked by name, though
+    :func:`flavor_for` gives those their own flavours first.
+    """
 
     name = "skops"
 
@@ -111,7 +120,9 @@ class SkopsFlavor:
                 "with loopml.registry.register_flavor"
             ) from exc
         found = skops.io.get_untrusted_types(data=data)
-        trusted = sorted(t for t in found if not t.startswith(_SAFE_PREFIXES))
+        # Recorded exactly, from the model loopml itself just saved: loading trusts these names
+        # and nothing else outside scikit-learn's classes.
+        trusted = sorted(found)
         digest = store.add_bytes(data)
         return SavedModel(digest, len(data), {"trusted": trusted} if trusted else {})
 
@@ -142,7 +153,9 @@ def register_flavor(flavor: ModelFlavor) -> ModelFlavor:
 
 
 def _builtins() -> list[ModelFlavor]:
-    return [SkopsFlavor()]
+    from loopml.registry.boosting import LightGBMFlavor, XGBoostFlavor
+
+    return [XGBoostFlavor(), LightGBMFlavor(), SkopsFlavor()]
 
 
 def flavor_for(model: object) -> ModelFlavor:

@@ -1,0 +1,1 @@
+"""Promotion gates: model test suites run against a candidate version on a holdout."""
