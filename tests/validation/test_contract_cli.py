@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from loopml.store.workspace import Workspace
 from loopml.validation import load
 from support import Cli
 
@@ -125,3 +126,29 @@ def test_bad_input_exits_2_with_one_line(cli: Cli, tmp_path: Path) -> None:
         assert "Traceback" not in result.output
     missing_option = cli("validate", str(data))
     assert missing_option.exit_code == 2
+
+
+def test_infer_and_validate_a_dataset_version(workspace: Workspace, cli: Cli) -> None:
+    from loopml.data import add
+
+    folder = workspace.root / "data" / "sales"
+    folder.mkdir(parents=True)
+    good = good_frame()
+    write(good.iloc[:50], folder / "a.parquet")
+    write(good.iloc[50:], folder / "b.parquet")
+    add(folder, name="sales")
+    result = cli("contract", "infer", "sales@v1", "-o", "contract.yaml")
+    assert result.exit_code == 0, result.output
+    assert "drafted from 100 rows" in result.stdout
+    assert cli("validate", "sales@v1", "--contract", "contract.yaml").exit_code == 0
+
+    bad = good.copy()
+    bad.loc[3, "amount"] = 1e9
+    write(bad, folder / "b.parquet")
+    (folder / "a.parquet").unlink()
+    add(folder, name="sales")
+    result = cli("validate", "sales", "--contract", "contract.yaml")  # the latest version
+    assert result.exit_code == 1
+    assert any(row["column"] == "amount" for row in table(result.stdout))
+    missing = cli("validate", "sales@v9", "--contract", "contract.yaml")
+    assert missing.exit_code == 1 and "sales@v9 does not exist" in missing.stderr

@@ -26,7 +26,10 @@ app = typer.Typer(
 @app.command("infer")
 def infer(
     data: Annotated[
-        Path, typer.Argument(help="A Parquet (.parquet, .pq) or CSV (.csv, .tsv) file.")
+        str,
+        typer.Argument(
+            help="A Parquet (.parquet, .pq) or CSV (.csv, .tsv) file, or a dataset version."
+        ),
     ],
     output: Annotated[
         Path | None,
@@ -41,10 +44,10 @@ def infer(
     ] = 50,
 ) -> None:
     """Draft a contract from DATA: types, nulls, ranges, categories, uniqueness, row count."""
-    from loopml.validation.datafile import read_data
+    from loopml.validation.datafile import read_source
     from loopml.validation.infer import infer as infer_contract
 
-    frame = read_data(data)
+    _, frame = read_source(data)
     contract = infer_contract(frame, slack=slack, max_categories=max_categories)
     if output is None:
         sys.stdout.write(contract.to_yaml())
@@ -58,7 +61,10 @@ def infer(
 
 def validate(
     data: Annotated[
-        Path, typer.Argument(help="A Parquet (.parquet, .pq) or CSV (.csv, .tsv) file.")
+        str,
+        typer.Argument(
+            help="A Parquet (.parquet, .pq) or CSV (.csv, .tsv) file, or a dataset version."
+        ),
     ],
     contract: Annotated[Path, typer.Option("--contract", "-c", help="The contract's YAML file.")],
     as_json: Annotated[
@@ -67,11 +73,11 @@ def validate(
 ) -> None:
     """Check DATA against a contract; list every violation and exit 1 if there is any."""
     from loopml.validation.api import load
-    from loopml.validation.datafile import read_data
+    from loopml.validation.datafile import read_source
     from loopml.validation.report import TABLE_COLUMNS
 
     loaded = load(contract)
-    frame = read_data(data, loaded)
+    _, frame = read_source(data, loaded)
     report = loaded.validate(frame)
     if as_json:
         import json

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from loopml.validation.contract import Contract
 
-__all__ = ["SUFFIXES", "read_data"]
+__all__ = ["SUFFIXES", "read_data", "read_source"]
 
 _ISO_DATETIME = (
     r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}:?\d{2})?"
@@ -109,3 +109,26 @@ def read_data(path: str | os.PathLike[str], contract: Contract | None = None) ->
                 f"cannot read {file} as {kind.upper()}: {_first_line(exc)}"
             ) from None
         raise
+
+
+def read_source(text: str, contract: Contract | None = None) -> tuple[str, pd.DataFrame]:
+    """A file path, or a dataset version (``sales@v3``, or ``sales`` when no such file exists):
+    (what was read, the frame). A version's files are read like single files and stacked."""
+    import pandas as pd
+
+    path = Path(text)
+    if path.exists() or ("@" not in text and SUFFIXES.get(path.suffix.lower()) is not None):
+        return str(path), read_data(path, contract)
+    from loopml.data.api import get
+    from loopml.data.versioning import resolve
+    from loopml.store.workspace import Workspace
+
+    with Workspace.open() as workspace:
+        label = resolve(workspace, text)[1].label
+        local = get(label, workspace=workspace)
+        files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
+        readable = [f for f in files if f.suffix.lower() in SUFFIXES]
+        if not readable:
+            raise DataFileError(f"{label} holds no .parquet, .pq, .csv or .tsv file")
+        frames = [read_data(f, contract) for f in readable]
+    return label, frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
