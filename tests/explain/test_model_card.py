@@ -250,7 +250,7 @@ def test_the_plain_text_card_shows_every_section(workspace: Workspace) -> None:
         "f1": "0.78",
     }
     slices = _rows(text, "accuracy by plan")
-    assert [(s["slice"], s["rows"], s["accuracy"], s["vs floor"]) for s in slices] == [
+    assert [(s["slice"], s["rows"], s["accuracy"], s["vs bound"]) for s in slices] == [
         ("basic", "60", "0.85", "ok"),
         ("pro", "50", "0.72", "ok"),
         ("<b>team</b>", "50", "0.65", "below floor"),

@@ -82,7 +82,7 @@ slices:
     assert table.slices == ("basic", "pro", "team") and sum(table.rows) == 2000
     assert plan.value == pytest.approx(min(v for v in table.values if v is not None))
     # Four quantile buckets of spend, in order; a floor of 0.99 fails and names them.
-    assert spend.status == "failed" and "below: " in spend.detail
+    assert spend.status == "failed" and "outside the bound: " in spend.detail
     assert len(run.report.slices[1].slices) == 4
     edges = [float(s.split(",")[0].strip("([")) for s in run.report.slices[1].slices]
     assert edges == sorted(edges)
@@ -233,10 +233,18 @@ def test_a_regression_model_with_error_metrics(workspace: Workspace) -> None:
     holdout = add_holdout(workspace.root, frame[["spend", "visits", "bill"]], "bills")
     gate = write(
         workspace.root / "gates.yaml",
-        "label: bill\nmetrics:\n  rmse: {max: 1.5}\n  r2: {min: 0.99}\n  mae: {max: 0.01}\n",
+        "label: bill\nmetrics:\n  rmse: {max: 1.5}\n  r2: {min: 0.99}\n  mae: {max: 0.01}\n"
+        "slices:\n  - {column: visits, bins: [0, 5, 9], metric: rmse, max: 1.5}\n"
+        "  - {column: visits, bins: [0, 5, 9], metric: mae, max: 0.5}\n",
     )
     run = run_gate("bill@1", gate, holdout, workspace=workspace)
-    assert [o.status for o in run.report.outcomes] == ["passed", "passed", "failed"]
+    statuses = [o.status for o in run.report.outcomes]
+    assert statuses == ["passed", "passed", "failed", "passed", "failed"]
+    rmse_slices, mae_slices = run.report.slices
+    # For an error the worst slice is the largest one, and the bound is a ceiling.
+    assert run.report.outcomes[3].value == max(rmse_slices.values)
+    assert rmse_slices.ceiling == 1.5 and rmse_slices.floor is None
+    assert "outside the bound" in run.report.outcomes[4].detail
     assert run.report.task == "regression" and run.report.confusion is None
     assert run.report.residuals is not None and sum(run.report.residuals.counts) == 2000
 

@@ -34,7 +34,7 @@ figure{margin:.6em 0}img{max-width:100%;height:auto}
 """.strip()
 # Nothing but inline style and data: images may load; no script runs.
 _POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-_BAD = {"failed", "below floor"}
+_BAD = {"failed", "below floor", "above ceiling"}
 
 
 def _e(text: object) -> str:

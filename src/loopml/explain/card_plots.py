@@ -49,23 +49,34 @@ def _height(value: float | None) -> float:
     return value if value is not None and math.isfinite(value) else 0.0
 
 
+def _outside(table: SliceTable, value: float | None) -> bool:
+    """Whether a slice's value misses the table's floor or exceeds its ceiling."""
+    if value is None or not math.isfinite(value):
+        return False
+    if table.floor is not None and value < table.floor:
+        return True
+    return table.ceiling is not None and value > table.ceiling
+
+
 def slice_png(table: SliceTable) -> bytes:
-    """A bar per slice of ``table``; bars under the floor in red, the floor as a dashed line."""
+    """A bar per slice of ``table``; bars outside the bound in red, the bound as a dashed line."""
     count = len(table.slices)
     figure = _figure(min(16.0, max(6.0, 0.55 * count + 2.0)), 4.0)
     axes = figure.add_subplot()
     heights: list[float] = [_height(v) for v in table.values]
     floor = table.floor
-    colors = [
-        _BELOW if floor is not None and v is not None and v < floor else _ABOVE
-        for v in table.values
-    ]
+    ceiling = table.ceiling
+    colors = [_BELOW if _outside(table, v) else _ABOVE for v in table.values]
     positions = list(range(count))
     bars = axes.bar(positions, heights, color=colors)
     labels = [f"{v:.3g}" if v is not None and math.isfinite(v) else "n/a" for v in table.values]
     axes.bar_label(bars, labels=labels, fontsize="small", padding=2)
-    if floor is not None:
-        axes.axhline(floor, color=_BELOW, linestyle="--", linewidth=1.2, label=f"floor {floor:g}")
+    for line, name in ((floor, "floor"), (ceiling, "ceiling")):
+        if line is not None:
+            axes.axhline(
+                line, color=_BELOW, linestyle="--", linewidth=1.2, label=f"{name} {line:g}"
+            )
+    if floor is not None or ceiling is not None:
         axes.legend(loc="lower right", fontsize="small")
     axes.set_xticks(positions)
     axes.set_xticklabels(
@@ -80,7 +91,7 @@ def slice_png(table: SliceTable) -> bytes:
     axes.set_ylabel(_plain(table.metric))
     axes.set_xlabel(_plain(table.column))
     axes.set_title(_plain(f"{table.metric} by {table.column}"))
-    top = max([*heights, floor if floor is not None else 0.0, 0.0])
+    top = max([*heights, *(b for b in (floor, ceiling) if b is not None), 0.0])
     axes.set_ylim(min([0.0, *heights]), top * 1.15 if top > 0 else 1.0)
     axes.grid(True, axis="y", alpha=0.3)
     return _png(figure)

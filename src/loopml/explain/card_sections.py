@@ -291,24 +291,21 @@ class _Builder:
                 )
             )
         for index, table in enumerate(report.slices):
-            floor = table.floor
+            floor, ceiling = table.floor, table.ceiling
             rows = tuple(
-                (
-                    name,
-                    str(count),
-                    _number(value),
-                    ""
-                    if floor is None or value is None or not math.isfinite(value)
-                    else ("below floor" if value < floor else "ok"),
-                )
+                (name, str(count), _number(value), _versus_bound(value, floor, ceiling))
                 for name, count, value in zip(table.slices, table.rows, table.values, strict=False)
             )
-            notes = () if floor is None else (f"floor: {table.metric} >= {_number(floor)}",)
+            notes = tuple(
+                f"{label}: {table.metric} {sign} {_number(bound)}"
+                for label, sign, bound in (("floor", ">=", floor), ("ceiling", "<=", ceiling))
+                if bound is not None
+            )
             sections.append(
                 CardSection(
                     f"slice:{index}",
                     f"{table.metric} by {table.column}",
-                    ("slice", "rows", table.metric, "vs floor"),
+                    ("slice", "rows", table.metric, "vs bound"),
                     rows,
                     notes,
                     figure=f"slice:{index}",
@@ -483,3 +480,14 @@ def render_text(card: ModelCard) -> str:
 def _flat(cell: str) -> str:
     """A cell on one line: a tab or newline of user text would break the row."""
     return cell.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def _versus_bound(value: float | None, floor: float | None, ceiling: float | None) -> str:
+    """``below floor``, ``above ceiling``, ``ok``, or nothing when there is no bound or value."""
+    if value is None or not math.isfinite(value) or (floor is None and ceiling is None):
+        return ""
+    if floor is not None and value < floor:
+        return "below floor"
+    if ceiling is not None and value > ceiling:
+        return "above ceiling"
+    return "ok"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from loopml.registry.gating.metrics import Predictions, compute_metric
+from loopml.registry.gating.metrics import Predictions, compute_metric, metric
 from loopml.registry.gating.report import CheckOutcome, CheckStatus, SliceTable
 from loopml.registry.gating.spec import (
     Bound,
@@ -153,7 +153,8 @@ def _slice_keys(frame: pd.DataFrame, check: SliceCheck) -> tuple[np.ndarray, lis
 def _slice_checks(ctx: GateContext, tables: list[SliceTable]) -> Iterator[CheckOutcome]:
     for check in ctx.spec.slices:
         subject = f"{check.metric} by {check.column}"
-        threshold = f"each >= {check.min:g}"
+        threshold = f"each {check.bound.describe()}"
+        higher_is_better = metric(check.metric).greater_is_better
         if check.column not in ctx.frame.columns:
             yield CheckOutcome(
                 "slice",
@@ -190,20 +191,26 @@ def _slice_checks(ctx: GateContext, tables: list[SliceTable]) -> Iterator[CheckO
                 continue
             if value is None or math.isnan(value):
                 continue
-            if worst is None or value < worst[0]:
+            if worst is None or (value < worst[0] if higher_is_better else value > worst[0]):
                 worst = (value, key)
-            if value < check.min:
+            if not check.bound.holds(value):
                 failing.append(f"{key}={value:.3g}")
         tables.append(
             SliceTable(
-                check.column, check.metric, tuple(names), tuple(values), tuple(rows), check.min
+                check.column,
+                check.metric,
+                tuple(names),
+                tuple(values),
+                tuple(rows),
+                floor=check.bound.min,
+                ceiling=check.bound.max,
             )
         )
         notes = []
         if worst is not None:
             notes.append(f"worst: {worst[1]} ({worst[0]:.3g})")
         if failing:
-            notes.append("below: " + ", ".join(failing[:5]))
+            notes.append("outside the bound: " + ", ".join(failing[:5]))
         if small:
             notes.append(f"{small} slice(s) under {check.min_rows} rows not judged")
         if worst is None:

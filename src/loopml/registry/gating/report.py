@@ -57,7 +57,8 @@ class SliceTable:
     slices: tuple[str, ...]
     values: tuple[float | None, ...]
     rows: tuple[int, ...]
-    floor: float | None = None
+    floor: float | None = None  # every slice must reach it (metrics where higher is better)
+    ceiling: float | None = None  # no slice may exceed it (errors, losses)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +144,7 @@ class GateReport:
                     "values": [_number_out(v) for v in s.values],
                     "rows": list(s.rows),
                     "floor": s.floor,
+                    "ceiling": s.ceiling,
                 }
                 for s in self.slices
             ],
@@ -205,6 +207,7 @@ class GateReport:
                     values=tuple(_number_in(v) for v in s["values"]),
                     rows=tuple(int(r) for r in s["rows"]),
                     floor=s.get("floor"),
+                    ceiling=s.get("ceiling"),
                 )
                 for s in data.get("slices", [])
             ),

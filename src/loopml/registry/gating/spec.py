@@ -87,7 +87,8 @@ class MetricCheck:
 
 @dataclass(frozen=True, slots=True)
 class SliceCheck:
-    """A metric per value of ``column`` (or per bucket of a numeric one), each at least ``min``.
+    """A metric per value of ``column`` (or per bucket of a numeric one), each within ``bound``
+    (``min`` for scores such as accuracy, ``max`` for errors such as rmse).
 
     ``buckets`` splits a numeric column at its quantiles; ``bins`` at given edges. Slices with
     fewer than ``min_rows`` rows are reported but not judged (too few rows to mean anything).
@@ -95,7 +96,7 @@ class SliceCheck:
 
     column: str
     metric: str
-    min: float
+    bound: Bound
     buckets: int | None = None
     bins: tuple[float, ...] | None = None
     min_rows: int = 30
@@ -322,7 +323,7 @@ def parse_gate(
     for i, value in enumerate(reader.sequence(spec.get("slices") or [], "slices")):
         where = f"slices[{i}]"
         item = reader.mapping(value, where)
-        reader.keys(item, where, ("column", "metric", "min", "buckets", "bins", "min_rows"))
+        reader.keys(item, where, ("column", "metric", "min", "max", "buckets", "bins", "min_rows"))
         if "buckets" in item and "bins" in item:
             raise reader.fail(where, "give buckets (quantiles) or bins (edges), not both")
         bins = None
@@ -331,13 +332,15 @@ def parse_gate(
             bins = tuple(reader.number(b, f"{where}.bins") for b in raw)
             if len(bins) < 2 or list(bins) != sorted(set(bins)):
                 raise reader.fail(f"{where}.bins", "expected at least two increasing edges")
-        if "min" not in item:
-            raise reader.fail(where, "give the floor every slice must reach, e.g. min: 0.7")
+        if "min" not in item and "max" not in item:
+            raise reader.fail(
+                where, "give the bound every slice must meet, e.g. min: 0.7 (or max: for errors)"
+            )
         slices.append(
             SliceCheck(
                 column=reader.text(item.get("column"), f"{where}.column"),
                 metric=reader.metric(item.get("metric", "accuracy"), f"{where}.metric"),
-                min=reader.number(item["min"], f"{where}.min"),
+                bound=_bound(reader, {k: item[k] for k in ("min", "max") if k in item}, f"{where}"),
                 buckets=(
                     reader.integer(item["buckets"], f"{where}.buckets", low=2)
                     if "buckets" in item
