@@ -240,7 +240,7 @@ def test_a_regression_model_with_error_metrics(workspace: Workspace) -> None:
     run = run_gate("bill@1", gate, holdout, workspace=workspace)
     statuses = [o.status for o in run.report.outcomes]
     assert statuses == ["passed", "passed", "failed", "passed", "failed"]
-    rmse_slices, mae_slices = run.report.slices
+    rmse_slices, _ = run.report.slices
     # For an error the worst slice is the largest one, and the bound is a ceiling.
     assert run.report.outcomes[3].value == max(rmse_slices.values)
     assert rmse_slices.ceiling == 1.5 and rmse_slices.floor is None

@@ -109,12 +109,14 @@ class CodeFacts:
 
 @dataclass(frozen=True, slots=True)
 class GateFacts:
-    """The newest gate result of the version; ``report`` is None when it cannot be read."""
+    """The gate result behind the version's alias (else its newest); ``report`` is None when
+    it cannot be read."""
 
     result: GateResult
     report: GateReport | None
     champion: str | None  # ``name@vN`` of the champion it was compared with
     total: int  # how many gate results the version has
+    grounds: str | None = None  # the alias move this result allowed (``champion``), if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +352,17 @@ def _gate(ws: Workspace, found: ModelVersion, notes: list[str]) -> GateFacts | N
     if not results:
         return None
     newest = results[0]
+    grounds = None
+    # The result that put the version where it is tells more than a later experiment.
+    by_id = {r.id: r for r in results}
+    for event in reversed(ModelRepository(ws.metadata).alias_events(found.model)):
+        if (
+            event.to_version == found.number
+            and event.alias in found.aliases
+            and event.gate_result_id in by_id
+        ):
+            newest, grounds = by_id[event.gate_result_id], event.alias
+            break
     report: GateReport | None
     try:
         report = GateReport.from_json(newest.report)
@@ -362,4 +375,4 @@ def _gate(ws: Workspace, found: ModelVersion, notes: list[str]) -> GateFacts | N
             champion = ModelRepository(ws.metadata).version_by_id(newest.champion_version_id).label
         except ModelVersionNotFoundError:
             champion = None
-    return GateFacts(newest, report, champion, len(results))
+    return GateFacts(newest, report, champion, len(results), grounds)

@@ -66,7 +66,10 @@ def slice_png(table: SliceTable) -> bytes:
     heights: list[float] = [_height(v) for v in table.values]
     floor = table.floor
     ceiling = table.ceiling
-    colors = [_BELOW if _outside(table, v) else _ABOVE for v in table.values]
+    colors = [
+        _BELOW if rows >= table.min_rows and _outside(table, v) else _ABOVE
+        for v, rows in zip(table.values, table.rows, strict=False)
+    ]
     positions = list(range(count))
     bars = axes.bar(positions, heights, color=colors)
     labels = [f"{v:.3g}" if v is not None and math.isfinite(v) else "n/a" for v in table.values]

@@ -265,7 +265,12 @@ class _Builder:
                 ("duration", f"{report.duration_s:.1f} s"),
             ]
         if gate.total > 1:
-            pairs.append(("gate results", f"{gate.total} (the newest is shown)"))
+            shown = (
+                f"the one that moved {gate.grounds} is shown"
+                if gate.grounds
+                else "the newest is shown"
+            )
+            pairs.append(("gate results", f"{gate.total} ({shown})"))
         sections = [self.fields("gate", "gate", pairs)]
         if report is not None:
             sections += self._report(report)
@@ -293,7 +298,14 @@ class _Builder:
         for index, table in enumerate(report.slices):
             floor, ceiling = table.floor, table.ceiling
             rows = tuple(
-                (name, str(count), _number(value), _versus_bound(value, floor, ceiling))
+                (
+                    name,
+                    str(count),
+                    _number(value),
+                    "not judged"
+                    if count < table.min_rows
+                    else _versus_bound(value, floor, ceiling),
+                )
                 for name, count, value in zip(table.slices, table.rows, table.values, strict=False)
             )
             notes = tuple(

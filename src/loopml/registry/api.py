@@ -263,6 +263,9 @@ def move_alias(
     validate_name(name, "model name")
     validate_label(alias, "alias")
     target = repository.resolve(model_ref(name, version))
+    protected = alias in protected_aliases(ws)
+    if protected and gate_result_id is not None:
+        _check_configured_gate(ws, name, alias, gate_result_id)
     return repository.move_alias(
         name,
         target.number,
@@ -270,10 +273,33 @@ def move_alias(
         reason=_reason(reason, f"moving {name}@{alias}"),
         user=user or ws.settings.user,
         expected_current=expected_current,
-        protected=alias in protected_aliases(ws),
+        protected=protected,
         gate_result_id=gate_result_id,
         force=force,
     )
+
+
+def _check_configured_gate(ws: Workspace, name: str, alias: str, gate_result_id: str) -> None:
+    """A protected alias of a model with a configured gate file moves only on that gate."""
+    from loopml.registry.errors import ProtectedAliasError
+    from loopml.registry.gates import GateResults
+    from loopml.registry.settings import model_defaults
+    from loopml.store.hashing import hash_file
+
+    configured = model_defaults(ws, name).gate
+    if configured is None:
+        return
+    try:
+        expected = hash_file(configured)
+    except OSError:
+        raise ProtectedAliasError(
+            f"{configured} (the gate of {name} in loopml.toml) cannot be read; restore it"
+        ) from None
+    if GateResults(ws.metadata).get(gate_result_id).gate_file_hash != expected:
+        raise ProtectedAliasError(
+            f"{name}@{alias} moves only on the gate loopml.toml names for {name} "
+            f"({configured.name}) as it is now; run that gate, or use --force --reason"
+        )
 
 
 def remove_alias(

@@ -78,6 +78,8 @@ def model_defaults(workspace: Workspace, name: str) -> ModelDefaults:
         gate_path = Path(gate)
         if not gate_path.is_absolute():
             gate_path = workspace.root / gate_path
+    if holdout is not None and "@" not in holdout and (workspace.root / holdout).is_file():
+        holdout = str(workspace.root / holdout)  # a file, like the gate, under the workspace
     return ModelDefaults(gate=gate_path, holdout=holdout)
 
 

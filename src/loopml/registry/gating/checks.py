@@ -50,6 +50,7 @@ class GateContext:
     champion: LoadedModel | None
     champion_note: str  # why there is no champion comparison, when there is none
     task: str
+    champion_features: pd.DataFrame | None = None  # the champion's own input columns
 
     @property
     def positive(self) -> Any:
@@ -123,7 +124,7 @@ def _metric_checks(ctx: GateContext, metrics: dict[str, float]) -> Iterator[Chec
 
 def _slice_keys(frame: pd.DataFrame, check: SliceCheck) -> tuple[np.ndarray, list[str]]:
     """Each row's slice name (its value, or its bucket of a numeric column), and the names in
-    order: buckets by their lower edge, values sorted, "(missing)" last."""
+    order: buckets by their lower edge, values sorted, "(outside bins)" and "(missing)" last."""
     import pandas as pd
 
     column = frame[check.column]
@@ -139,9 +140,12 @@ def _slice_keys(frame: pd.DataFrame, check: SliceCheck) -> tuple[np.ndarray, lis
         intervals = list(buckets.cat.categories)
         codes = buckets.cat.codes.to_numpy()
         names = [str(interval) for interval in intervals]
+        outside = (codes < 0) & ~missing
         labels = np.array([names[c] if c >= 0 else "(missing)" for c in codes], dtype=object)
-        missing = codes < 0  # outside every bin counts as missing too
+        labels[outside] = "(outside bins)"
         order = [n for i, n in enumerate(names) if (codes == i).any()]
+        if outside.any():
+            order.append("(outside bins)")
     else:
         labels = column.astype(object).where(~missing, "(missing)").astype(str).to_numpy()
         order = sorted(set(labels[~missing].tolist()))
@@ -176,13 +180,16 @@ def _slice_checks(ctx: GateContext, tables: list[SliceTable]) -> Iterator[CheckO
         worst: tuple[float, str] | None = None
         small = 0
         failing = []
+        errors: list[str] = []
         for key in ordered:
             mask = keys == key
             count = int(mask.sum())
             try:
                 value: float | None = _metric(ctx, check.metric, mask)
-            except Exception:
+            except Exception as exc:
                 value = None  # e.g. AUC on a slice with one class only
+                if count >= check.min_rows:
+                    errors.append(f"{key}: {_first_line(exc)}")
             names.append(key)
             values.append(value)
             rows.append(count)
@@ -204,6 +211,7 @@ def _slice_checks(ctx: GateContext, tables: list[SliceTable]) -> Iterator[CheckO
                 tuple(rows),
                 floor=check.bound.min,
                 ceiling=check.bound.max,
+                min_rows=check.min_rows,
             )
         )
         notes = []
@@ -213,6 +221,13 @@ def _slice_checks(ctx: GateContext, tables: list[SliceTable]) -> Iterator[CheckO
             notes.append("outside the bound: " + ", ".join(failing[:5]))
         if small:
             notes.append(f"{small} slice(s) under {check.min_rows} rows not judged")
+        if errors:
+            notes.append(f"undefined on {len(errors)} slice(s): {errors[0]}")
+        if worst is None and errors:
+            yield CheckOutcome(
+                "slice", subject, CheckStatus.FAILED, None, threshold, "; ".join(notes)
+            )
+            continue
         if worst is None:
             yield CheckOutcome(
                 "slice",
@@ -247,7 +262,9 @@ def _regression_checks(ctx: GateContext, check: RegressionCheck) -> Iterator[Che
     champion_label = ctx.champion.label
     subject = f"{check.metric} vs {champion_label}"
     try:
-        champion_predictions = predict_all(ctx.champion, ctx.features)
+        if ctx.champion_features is None:
+            raise ValueError("the holdout lacks columns it needs")
+        champion_predictions = predict_all(ctx.champion, ctx.champion_features)
     except Exception as exc:
         yield CheckOutcome(
             "no-regression",
@@ -319,30 +336,46 @@ def _perturb(features: pd.DataFrame, change: Perturbation) -> tuple[pd.DataFrame
         raise ValueError(f"{change.column!r} is not one of the model's input columns")
     column = features[change.column]
     changed = features.copy()
-    if change.kind == "swap":
-        first, second = change.values
-        is_first = (column == first).fillna(False).to_numpy(dtype=bool)
-        is_second = (column == second).fillna(False).to_numpy(dtype=bool)
+    if change.kind in ("swap", "set"):
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            # A value outside the levels becomes a level, so that the model's signature (not
+            # pandas) says what it thinks of it.
+            new_levels = [v for v in change.values if v not in column.cat.categories]
+            column = column.cat.add_categories(new_levels) if new_levels else column
         new = column.copy()
-        new[is_first] = second
-        new[is_second] = first
-        changed[change.column] = new
-        return changed, is_first | is_second
-    if change.kind == "set":
-        (value,) = change.values
-        touched = ~(column == value).fillna(False).to_numpy(dtype=bool)
-        new = column.copy()
-        new[:] = value
+        try:
+            if change.kind == "swap":
+                first, second = change.values
+                is_first = (column == first).fillna(False).to_numpy(dtype=bool)
+                is_second = (column == second).fillna(False).to_numpy(dtype=bool)
+                new[is_first] = second
+                new[is_second] = first
+                touched = is_first | is_second
+            else:
+                (value,) = change.values
+                touched = ~(column == value).fillna(False).to_numpy(dtype=bool)
+                new[:] = value
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{change.describe()} does not fit column {change.column} ({column.dtype}); "
+                "give values of its type"
+            ) from None
         changed[change.column] = new
         return changed, touched
     if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         raise ValueError(f"{change.kind} needs a numeric column; {change.column} is {column.dtype}")
     (amount,) = change.values
-    values = column + amount if change.kind == "add" else column * amount
+    wide = column.astype("Float64")  # no wrap-around of small integer types, NA kept
+    values = wide + amount if change.kind == "add" else wide * amount
     if pd.api.types.is_integer_dtype(column):
-        values = values.round().astype(column.dtype)
+        nullable = isinstance(column.dtype, pd.api.extensions.ExtensionDtype)
+        values = values.round().astype("Int64" if nullable else "int64")
+    elif not isinstance(column.dtype, pd.api.extensions.ExtensionDtype):
+        values = values.astype(column.dtype)
     changed[change.column] = values
-    return changed, column.notna().to_numpy(dtype=bool)
+    # Rows that rounding left as they were are not counted: nothing was changed for them.
+    touched = (values.astype("Float64") != wide).fillna(False).to_numpy(dtype=bool)
+    return changed, touched
 
 
 def _score(ctx: GateContext, predictions: Predictions) -> np.ndarray:
@@ -427,8 +460,7 @@ def _direction_checks(ctx: GateContext, check: DirectionCheck) -> CheckOutcome:
 def _fairness_check(ctx: GateContext, check: FairnessCheck) -> CheckOutcome:
     subject = f"{check.metric} ratio by {check.column}"
     if check.reference is not None:
-        upper = f", <= {check.max_ratio:g}" if check.max_ratio is not None else ""
-        threshold = f">= {check.min_ratio:g}{upper} of {check.reference}"
+        threshold = f"in [{check.min_ratio:g}, {_max_ratio(check):g}] x {check.reference}"
     else:
         threshold = f"lowest/highest >= {check.min_ratio:g}"
     if check.column not in ctx.frame.columns:
@@ -478,11 +510,10 @@ def _fairness_check(ctx: GateContext, check: FairnessCheck) -> CheckOutcome:
             )
         base = values[check.reference]
         ratios = {g: _ratio(v, base) for g, v in values.items() if g != check.reference}
-        bound = Bound(check.min_ratio, check.max_ratio)
-        worst_group = min(ratios, key=lambda g: ratios[g])
-        ok = all(bound.holds(r) for r in ratios.values())
-        if check.max_ratio is not None and ok is False:
-            worst_group = next(g for g, r in ratios.items() if not bound.holds(r))
+        bound = Bound(check.min_ratio, _max_ratio(check))
+        # The worst group is the one farthest from parity, whichever way.
+        worst_group = max(ratios, key=lambda g: _distance_from_parity(ratios[g]))
+        ok = all(bound.holds(r) and math.isfinite(r) for r in ratios.values())
         return CheckOutcome(
             "fairness",
             subject,
@@ -496,6 +527,19 @@ def _fairness_check(ctx: GateContext, check: FairnessCheck) -> CheckOutcome:
     return CheckOutcome(
         "fairness", subject, _status(ratio >= check.min_ratio), ratio, threshold, shown
     )
+
+
+def _max_ratio(check: FairnessCheck) -> float:
+    """The upper bound of a ratio to the reference: given, or the mirror of the lower one."""
+    if check.max_ratio is not None:
+        return check.max_ratio
+    return 1.0 / check.min_ratio if check.min_ratio > 0 else math.inf
+
+
+def _distance_from_parity(ratio: float) -> float:
+    if ratio <= 0 or not math.isfinite(ratio):
+        return math.inf
+    return abs(math.log(ratio))
 
 
 def _ratio(value: float, base: float) -> float:
@@ -556,6 +600,15 @@ def _custom_check(ctx: GateContext, name: str, function: Callable[..., Any]) -> 
     detail = ""
     if isinstance(verdict, tuple) and len(verdict) == 2:
         verdict, detail = verdict
+    if not isinstance(verdict, bool | np.bool_):
+        return CheckOutcome(
+            "custom",
+            name,
+            CheckStatus.FAILED,
+            None,
+            "returns true",
+            f"returned {type(verdict).__name__}; return True/False or (bool, detail)",
+        )
     return CheckOutcome("custom", name, _status(bool(verdict)), None, "returns true", str(detail))
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from loopml.errors import UserInputError
 from loopml.refs import Ref, RefKind, validate_label
-from loopml.registry.errors import GateFailedError
+from loopml.registry.errors import GateFailedError, ProtectedAliasError
 from loopml.registry.gating.runner import GateRun, holdout_key, report_of, run_gate
 from loopml.registry.gating.spec import load_gate
 from loopml.registry.model import AliasEvent, ModelVersion
@@ -55,7 +55,7 @@ def promote(
     from loopml.registry.api import move_alias
     from loopml.registry.gates import GateResults
     from loopml.registry.repository import ModelRepository
-    from loopml.registry.settings import model_defaults
+    from loopml.registry.settings import model_defaults, protected_aliases
 
     alias = validate_label(to, "alias")
     name = candidate.model
@@ -87,6 +87,14 @@ def promote(
             f'holdout under [registry.models.{name}] in loopml.toml, or use --force --reason "…"'
         )
     spec = load_gate(gate)
+    if defaults.gate is not None and alias in protected_aliases(workspace):
+        from loopml.store.hashing import hash_file
+
+        if defaults.gate.is_file() and hash_file(defaults.gate) != spec.digest:
+            raise ProtectedAliasError(
+                f"{name}@{alias} moves only on the gate loopml.toml names for {name} "
+                f"({defaults.gate.name}), not {gate}; leave --gate out, or use --force --reason"
+            )
     run: GateRun | None = None
     if not rerun:
         _, data_hash = holdout_key(workspace, data)
@@ -109,9 +117,10 @@ def promote(
         run = run_gate(candidate, spec, data, against=alias, workspace=workspace, progress=progress)
     if not run.passed:
         failed = ", ".join(f"{o.kind} {o.name}" for o in run.report.failures)
+        again = " (a recorded result; --rerun runs the gate again)" if run.reused else ""
         raise GateFailedError(
             f"{candidate.label} was not promoted to {alias}: the gate failed ({failed}); "
-            f"gate result {run.result.id[:12]}",
+            f"gate result {run.result.id[:12]}{again}",
             gate_run=run,
         )
     event = move_alias(

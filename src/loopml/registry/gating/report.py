@@ -59,6 +59,7 @@ class SliceTable:
     rows: tuple[int, ...]
     floor: float | None = None  # every slice must reach it (metrics where higher is better)
     ceiling: float | None = None  # no slice may exceed it (errors, losses)
+    min_rows: int = 0  # slices with fewer rows were shown but not judged
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +146,7 @@ class GateReport:
                     "rows": list(s.rows),
                     "floor": s.floor,
                     "ceiling": s.ceiling,
+                    "min_rows": s.min_rows,
                 }
                 for s in self.slices
             ],
@@ -208,6 +210,7 @@ class GateReport:
                     rows=tuple(int(r) for r in s["rows"]),
                     floor=s.get("floor"),
                     ceiling=s.get("ceiling"),
+                    min_rows=int(s.get("min_rows", 0)),
                 )
                 for s in data.get("slices", [])
             ),

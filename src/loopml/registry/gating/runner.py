@@ -168,6 +168,32 @@ def _labels(frame: pd.DataFrame, spec: GateSpec, classes: tuple[Any, ...] | None
     return np.asarray(column.to_numpy())
 
 
+def _check_label_values(
+    y: np.ndarray,
+    classes: tuple[Any, ...] | None,
+    spec: GateSpec,
+    data: str,
+    model: str,
+) -> None:
+    """Refuse a label the model cannot be judged on: values outside a classifier's classes
+    (text against numbers, say), or non-numbers for a regressor."""
+    if classes is None:
+        if not np.issubdtype(np.asarray(y).dtype, np.number):
+            raise UserInputError(
+                f"the label {spec.label!r} of {data} is not numeric ({np.asarray(y).dtype}), "
+                f"but {model} is a regressor"
+            )
+        return
+    known = set(classes)
+    unknown = [v for v in dict.fromkeys(np.asarray(y).tolist()) if v not in known]
+    if unknown:
+        shown = ", ".join(repr(v) for v in unknown[:3])
+        raise UserInputError(
+            f"the label {spec.label!r} of {data} has values {model} never predicts ({shown}); "
+            f"its classes are {', '.join(map(repr, classes))}: give labels of the same type"
+        )
+
+
 def run_gate(
     candidate: ModelVersion,
     gate: str | Path | GateSpec,
@@ -206,10 +232,15 @@ def run_gate(
         warnings.simplefilter("ignore")  # extra columns of the holdout are expected
         predictions = predict_all(model, features)
     champion = None
+    champion_features = None
     if champion_version is not None and champion_version.id == candidate.id:
         champion_note = f"{candidate.label} is the champion itself; nothing to compare"
     elif champion_version is not None:
         champion = load_model(champion_version.label, workspace=workspace)
+        try:  # the champion may take other columns than the candidate
+            champion_features = _features(champion, holdout.frame, spec.label)
+        except UserInputError:
+            champion_features = None
     task = "classification" if predictions.classes is not None else "regression"
     if spec.positive is not None and spec.positive not in (predictions.classes or ()):
         known = ", ".join(map(str, predictions.classes or ())) or "none: it is a regressor"
@@ -218,6 +249,7 @@ def run_gate(
             f"classes ({known})"
         )
     y = _labels(holdout.frame, spec, predictions.classes)
+    _check_label_values(y, predictions.classes, spec, holdout.label, candidate.label)
     context = GateContext(
         spec=spec,
         frame=holdout.frame,
@@ -228,6 +260,7 @@ def run_gate(
         champion=champion,
         champion_note=champion_note,
         task=task,
+        champion_features=champion_features,
     )
     metrics: dict[str, float] = {}
     slices: list[SliceTable] = []

@@ -8,7 +8,7 @@ The smallest gate file names the holdout's label column and one floor::
 
 Every other section is optional: ``slices``, ``no_regression`` (against the champion),
 ``invariance``, ``direction``, ``fairness``, ``latency``. A Python gate file defines ``GATE``
-(the same mapping) and may add ``CHECKS``, a list of functions ``check(model, frame, label)``
+(the same mapping) and may add ``CHECKS``, a list of functions ``check(model, frame, y)``
 returning a bool or ``(bool, detail)``. Mistakes are reported with the file and the key.
 """
 
@@ -183,7 +183,7 @@ class LatencyCheck:
 
 @dataclass(frozen=True, slots=True)
 class CustomCheck:
-    """A Python gate file's own check: ``check(model, frame, label) -> bool | (bool, detail)``."""
+    """A Python gate file's own check: ``check(model, frame, y) -> bool | (bool, detail)``."""
 
     name: str
     function: Callable[..., Any]
@@ -267,13 +267,25 @@ class _Reader:
             raise self.fail(where, str(exc)) from None
 
 
+def _resamplable(name: str) -> bool:
+    from loopml.registry.gating.metrics import metric
+
+    return metric(name).resamplable
+
+
 def _kind(value: Any) -> str:
     return "nothing" if value is None else type(value).__name__
 
 
-def _bound(reader: _Reader, value: Any, where: str) -> Bound:
+def _bound(reader: _Reader, value: Any, where: str, metric_name: str) -> Bound:
+    """A metric's bound; a bare number is the side that keeps bad models out: a floor for
+    scores (``accuracy: 0.8``), a ceiling for errors (``rmse: 2.5``)."""
+    from loopml.registry.gating.metrics import metric
+
+    higher_is_better = metric(metric_name).greater_is_better
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return Bound(min=float(value))  # `accuracy: 0.8` reads as a floor
+        number = reader.number(value, where)
+        return Bound(min=number) if higher_is_better else Bound(max=number)
     spec = reader.mapping(value, where)
     reader.keys(spec, where, ("min", "max"))
     low = reader.number(spec["min"], f"{where}.min") if "min" in spec else None
@@ -282,6 +294,11 @@ def _bound(reader: _Reader, value: Any, where: str) -> Bound:
         raise reader.fail(where, "give min, max or both, e.g. {min: 0.8}")
     if low is not None and high is not None and low > high:
         raise reader.fail(where, f"min {low:g} is above max {high:g}")
+    # A bound only on the side a better model moves towards would let every worse model pass.
+    if higher_is_better and low is None:
+        raise reader.fail(where, f"{metric_name} is better when higher: give min (a floor)")
+    if not higher_is_better and high is None:
+        raise reader.fail(where, f"{metric_name} is better when lower: give max (a ceiling)")
     return Bound(low, high)
 
 
@@ -317,7 +334,7 @@ def parse_gate(
     metrics = []
     for name, value in reader.mapping(spec.get("metrics") or {}, "metrics").items():
         canonical = reader.metric(name, f"metrics.{name}")
-        metrics.append(MetricCheck(canonical, _bound(reader, value, f"metrics.{name}")))
+        metrics.append(MetricCheck(canonical, _bound(reader, value, f"metrics.{name}", canonical)))
 
     slices = []
     for i, value in enumerate(reader.sequence(spec.get("slices") or [], "slices")):
@@ -336,11 +353,14 @@ def parse_gate(
             raise reader.fail(
                 where, "give the bound every slice must meet, e.g. min: 0.7 (or max: for errors)"
             )
+        slice_metric = reader.metric(item.get("metric", "accuracy"), f"{where}.metric")
         slices.append(
             SliceCheck(
                 column=reader.text(item.get("column"), f"{where}.column"),
-                metric=reader.metric(item.get("metric", "accuracy"), f"{where}.metric"),
-                bound=_bound(reader, {k: item[k] for k in ("min", "max") if k in item}, f"{where}"),
+                metric=slice_metric,
+                bound=_bound(
+                    reader, {k: item[k] for k in ("min", "max") if k in item}, where, slice_metric
+                ),
                 buckets=(
                     reader.integer(item["buckets"], f"{where}.buckets", low=2)
                     if "buckets" in item
@@ -362,8 +382,16 @@ def parse_gate(
         confidence = reader.number(item.get("confidence", 0.95), "no_regression.confidence")
         if not 0.5 <= confidence < 1.0:
             raise reader.fail("no_regression.confidence", "must be in [0.5, 1), e.g. 0.95")
+        regression_metric = reader.metric(
+            item.get("metric", default_metric), "no_regression.metric"
+        )
+        if not _resamplable(regression_metric):
+            raise reader.fail(
+                "no_regression.metric",
+                f"{regression_metric} cannot be bootstrapped; use e.g. mae, rmse or accuracy",
+            )
         regression = RegressionCheck(
-            metric=reader.metric(item.get("metric", default_metric), "no_regression.metric"),
+            metric=regression_metric,
             max_drop=reader.number(item.get("max_drop", 0.01), "no_regression.max_drop", low=0),
             confidence=confidence,
             resamples=reader.integer(
@@ -520,6 +548,8 @@ def _load_python(file: Path, source: str, digest: str) -> GateSpec:
     """Run a Python gate file (the user's own code, like a pipeline) and read GATE and CHECKS."""
     try:
         namespace = runpy.run_path(str(file), run_name="loopml_gate")
+    except SystemExit as exc:
+        raise GateFileError(f"{source}: it called exit({exc.code}) while being read") from None
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise GateFileError(f"{source}: running it failed: {type(exc).__name__}: {first}") from exc
