@@ -1,17 +1,20 @@
 """Where a loopml command spends its time: ``python -m bench.stages [--jobs N] -- ARGS...``.
 
 Runs ``loopml ARGS`` in this process (from the current folder, like the real CLI), with the
-functions of the data-versioning path wrapped in wall-clock timers, and prints one line per
-stage: calls, seconds, share of the command's wall time. Imports are timed on their own first,
-so "CLI dispatch" is what typer/click/pydantic cost once everything is imported.
+functions of the data-versioning path (or, for ``run``, ``resume`` and ``reproduce``, of the
+pipeline path) wrapped in wall-clock timers, and prints one line per stage: calls, seconds,
+share of the command's wall time. Imports are timed on their own first, so "CLI dispatch" is
+what typer/click/pydantic cost once everything is imported. The pipeline path is timed without
+importing anything it does not import itself, and says whether SQLAlchemy was imported.
 
 Stages called from worker threads (per-file hashing and storing) add up thread time, so their
 total can exceed the wall time; "(threads)" marks them. The timers cost about a microsecond a
 call; compare stages with each other, and take absolute timings from ``python -m bench``.
 
-Example, from a workspace holding a tracked folder ``data``::
+Examples, from a workspace holding a tracked folder ``data``, and one holding ``flow.py``::
 
     /work/main/.venv/bin/python -m bench.stages -- data status
+    /work/main/.venv/bin/python -m bench.stages -- run flow.py:chain
 """
 
 from __future__ import annotations
@@ -74,6 +77,40 @@ TARGETS = (
     ("os", "fsync"),
 )
 
+# The pipeline path: none of these modules imports SQLAlchemy (nor should timing them).
+PIPELINE_COMMANDS = frozenset({"run", "resume", "reproduce"})
+PIPELINE_IMPORTS = (
+    "loopml.cli.main",
+    "loopml.store.workspace",
+    "loopml.pipelines",
+    "loopml.pipelines.resume",
+    "loopml.tracking.fluent",
+)
+PIPELINE_TARGETS = (
+    ("loopml.pipelines.pipeline", "Pipeline.run"),
+    ("loopml.pipelines.loader", "load_target"),
+    ("loopml.pipelines.pipeline", "Pipeline.trace"),
+    ("loopml.tracking.fluent", "session_workspace"),
+    ("loopml.tracking.fluent", "start_run"),
+    ("loopml.pipelines.runner", "run_graph"),
+    ("loopml.pipelines.runner", "_Context.key_for"),
+    ("loopml.pipelines.keys", "step_code_hash"),
+    ("loopml.pipelines.runner", "_Context.reuse"),
+    ("loopml.pipelines.records", "StepRecords.cached"),
+    ("loopml.pipelines.runner", "_Context.flush"),
+    ("loopml.pipelines.runner", "_Context.begin"),
+    ("loopml.pipelines.execute", "run_task"),
+    ("loopml.pipelines.runner", "_Context.complete"),
+    ("loopml.pipelines.pipeline", "_roll_up_metrics"),
+    ("loopml.tracking.fluent", "ActiveRun.end"),
+    ("loopml.tracking.manifest", "ManifestCapture.git"),
+    ("loopml.tracking.manifest", "ManifestCapture.environment"),
+    ("loopml.store.objects.store", "ObjectStore.add_bytes"),
+    ("loopml.store.metadata.plainsql", "SqliteDatabase.read"),
+    ("loopml.store.metadata.plainsql", "SqliteDatabase.write"),
+    ("os", "fsync"),
+)
+
 
 def _timed(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
@@ -130,17 +167,24 @@ def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__)
         return 2
+    pipeline = argv[0] in PIPELINE_COMMANDS
+    modules = (
+        PIPELINE_IMPORTS
+        if pipeline
+        else (
+            "loopml.cli.main",
+            "loopml.store.workspace",
+            "loopml.data.status",
+            "loopml.data.versioning",
+        )
+    )
+    targets = PIPELINE_TARGETS if pipeline else TARGETS
     imports: list[tuple[str, float]] = []
-    for module in (
-        "loopml.cli.main",
-        "loopml.store.workspace",
-        "loopml.data.status",
-        "loopml.data.versioning",
-    ):
+    for module in modules:
         started = time.perf_counter()
         importlib.import_module(module)
         imports.append((f"import {module}", time.perf_counter() - started))
-    for module_name, path in TARGETS:
+    for module_name, path in targets:
         _install(module_name, path)
     from loopml.cli.main import run
 
@@ -151,10 +195,8 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:
         code = int(exc.code or 0)
     wall = time.perf_counter() - started
-    body = max(
-        (_TOTALS[name][1] for name in ("add_dataset", "dataset_status") if name in _TOTALS),
-        default=0.0,
-    )
+    bodies = ("Pipeline.run",) if pipeline else ("add_dataset", "dataset_status")
+    body = max((_TOTALS[name][1] for name in bodies if name in _TOTALS), default=0.0)
     print(f"\n{'stage':<42} {'calls':>7} {'seconds':>9} {'share':>7}", file=sys.stderr)
     for name, spent in imports:
         print(f"{name:<42} {'':>7} {spent:9.4f} {'':>7}", file=sys.stderr)
@@ -163,7 +205,7 @@ def main(argv: list[str]) -> int:
         f"{100 * (wall - body) / wall:6.1f}%",
         file=sys.stderr,
     )
-    for _, path in TARGETS:
+    for _, path in targets:
         if path not in _TOTALS:
             continue
         calls, spent = _TOTALS[path]
@@ -173,6 +215,9 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
     print(f"{'command wall time (imports excluded)':<42} {'':>7} {wall:9.4f}", file=sys.stderr)
+    if pipeline:
+        imported = "yes" if "sqlalchemy" in sys.modules else "no"
+        print(f"SQLAlchemy imported: {imported}", file=sys.stderr)
     return code
 
 

@@ -90,9 +90,9 @@ def _no_leaks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     from loopml.tracking import fluent
 
-    databases = [session.store.metadata for session in fluent._sessions.values()]
+    workspaces = [session.workspace for session in fluent._sessions.values()]
     fluent._shutdown()
-    for database in databases:
-        database.close()
+    for workspace in workspaces:
+        workspace.close()
     fluent._stack().clear()
     fluent._process_seeds.clear()

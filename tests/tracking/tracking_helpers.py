@@ -25,10 +25,10 @@ def close_tracking() -> None:
     """End every run still active in this process, close every tracking session, forget seeds."""
     from loopml.tracking import fluent
 
-    databases = [session.store.metadata for session in fluent._sessions.values()]
+    workspaces = [session.workspace for session in fluent._sessions.values()]
     fluent._shutdown()
-    for database in databases:
-        database.close()
+    for workspace in workspaces:
+        workspace.close()
     fluent._stack().clear()
     fluent._process_seeds.clear()
     assert not fluent._all_active and not fluent._sessions

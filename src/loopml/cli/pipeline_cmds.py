@@ -68,11 +68,13 @@ def _plain(value: Any, text: str | None = None) -> Any:
 
 def parse_params(pairs: list[str], file: Path | None) -> dict[str, Any]:
     """Parameters from a YAML mapping file, then ``NAME=VALUE`` pairs (YAML values) over it."""
+    values: dict[str, Any] = {}
+    if file is None and not pairs:
+        return values
     import yaml
 
     from loopml.errors import UserInputError
 
-    values: dict[str, Any] = {}
     if file is not None:
         try:
             loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
@@ -119,10 +121,9 @@ def _step_line(result: StepResult) -> None:
 
 
 def _prefix(workspace: Workspace, run_id: str) -> str:
-    from loopml.tracking.compare import id_prefixes
     from loopml.tracking.sql_store import SqlTrackingStore
 
-    return id_prefixes(SqlTrackingStore(workspace.metadata), [run_id])[run_id]
+    return SqlTrackingStore(workspace=workspace).id_prefixes([run_id])[run_id]
 
 
 def _summary(workspace: Workspace, run: PipelineRun, verb: str = "") -> None:
@@ -381,7 +382,7 @@ def _tree_prefixes(workspace: Workspace, tree: LineageNode) -> dict[str, str]:
             record = node.details.get("record")
             if record is not None:
                 ids.add(record.pipeline_run_id)
-    return id_prefixes(SqlTrackingStore(workspace.metadata), ids)
+    return id_prefixes(SqlTrackingStore(workspace=workspace), ids)
 
 
 def _values(values: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ import ast
 import contextlib
 import inspect
 import json
+import linecache
 import site
 import sys
 import textwrap
@@ -78,12 +79,68 @@ class _Normaliser(ast.NodeTransformer):
     visit_Module = _strip  # noqa: N815
 
 
-def _source_tree(obj: Any) -> ast.AST | None:
+# file -> (its lines as linecache holds them, first line of each def -> its last line)
+_def_spans: dict[str, tuple[list[str], dict[int, int]]] = {}
+
+
+def _def_ends(filename: str, lines: list[str]) -> dict[int, int]:
+    """Where each function of a file ends, by the line it starts on (its first decorator's)."""
+    cached = _def_spans.get(filename)
+    if cached is not None and cached[0] is lines:
+        return cached[1]
+    ends: dict[int, int] = {}
     try:
-        source = textwrap.dedent(inspect.getsource(obj))
-    except (OSError, TypeError):
+        tree = ast.parse("".join(lines))
+    except (SyntaxError, ValueError):
+        tree = None
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno:
+            first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+            # Two definitions starting on one line cannot be told apart: leave it to inspect.
+            ends[first] = -1 if first in ends else node.end_lineno
+    if len(_def_spans) >= 256:
+        _def_spans.clear()
+    _def_spans[filename] = (lines, ends)
+    return ends
+
+
+def _function_source(obj: Any) -> str | None:
+    """``inspect.getsource`` of a function, found without tokenizing the file.
+
+    The block runs from the function's first line (its first decorator's) to the end of its
+    definition in the file's syntax tree; ``inspect`` would also take the indented comments
+    after it, which the tree drops anyway. Anything unusual returns None, for ``inspect``.
+    """
+    if hasattr(obj, "__wrapped__"):
+        try:
+            obj = inspect.unwrap(obj)  # as inspect.getsource does
+        except ValueError:
+            return None
+    code = getattr(obj, "__code__", None)
+    if not isinstance(obj, types.FunctionType) or code is None:
         return None
-    tree: ast.AST = _Normaliser().visit(ast.parse(source))
+    filename = code.co_filename
+    if not filename.endswith(".py"):
+        return None
+    linecache.checkcache(filename)
+    lines = linecache.getlines(filename, obj.__globals__)
+    if not lines:
+        return None
+    first = code.co_firstlineno
+    end = _def_ends(filename, lines).get(first, -1)
+    if end < first:
+        return None
+    return "".join(lines[first - 1 : end])
+
+
+def _source_tree(obj: Any) -> ast.AST | None:
+    source = _function_source(obj)
+    if source is None:
+        try:
+            source = inspect.getsource(obj)
+        except (OSError, TypeError):
+            return None
+    tree: ast.AST = _Normaliser().visit(ast.parse(textwrap.dedent(source)))
     return tree
 
 
@@ -183,6 +240,19 @@ class _Hasher:
         return hash_bytes(body.encode())
 
 
+_roots: dict[Path, Path] = {}
+
+
+def _resolved(root: Path) -> Path:
+    """``root.resolve()``, once per process (a ``stat`` per path component otherwise)."""
+    found = _roots.get(root)
+    if found is None:
+        if len(_roots) >= 64:
+            _roots.clear()
+        found = _roots[root] = root.resolve()
+    return found
+
+
 def code_hash(fn: Callable[..., Any], project_root: Path) -> str:
     """The hash of ``fn``'s normalised source and every project-local thing it reaches."""
     return code_hash_and_files(fn, project_root)[0]
@@ -190,7 +260,7 @@ def code_hash(fn: Callable[..., Any], project_root: Path) -> str:
 
 def code_hash_and_files(fn: Callable[..., Any], project_root: Path) -> tuple[str, frozenset[str]]:
     """``code_hash`` and the source files it read (to know when it must be computed again)."""
-    hasher = _Hasher(project_root.resolve())
+    hasher = _Hasher(_resolved(project_root))
     namespace = dict(getattr(fn, "__globals__", {}))
     try:
         namespace.update(inspect.getclosurevars(fn).nonlocals)

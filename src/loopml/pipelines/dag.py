@@ -48,9 +48,9 @@ def pipeline_dag(workspace: Workspace, reference: str, *, trace: bool = True) ->
     from loopml.pipelines.resume import recorded_pipeline_run
     from loopml.tracking.sql_store import SqlTrackingStore
 
-    store = SqlTrackingStore(workspace.metadata)
+    store = SqlTrackingStore(workspace=workspace)
     recorded = recorded_pipeline_run(store, reference)
-    records = StepRecords(workspace.metadata).for_pipeline_run(recorded.id)
+    records = StepRecords(workspace.sql).for_pipeline_run(recorded.id)
     producers: dict[str, str] = {}
     for record in records:
         for out in record.outputs:

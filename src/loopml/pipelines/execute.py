@@ -22,7 +22,6 @@ from typing import Any
 
 from loopml.pipelines.errors import PipelineError, StepTimeoutError
 from loopml.pipelines.model import OutputRecord
-from loopml.validation import ContractViolationError, check_inputs, check_outputs
 
 __all__ = ["ArgSpec", "StepTask", "TaskResult", "load_step", "run_task"]
 
@@ -191,6 +190,7 @@ def run_task(task: StepTask, *, step: Any = None, workspace: Any = None) -> Task
     """Run a step with retries (exponential backoff) and a timeout; never raises for its errors."""
     from loopml.store.workspace import Workspace
     from loopml.tracking.fluent import attached_run
+    from loopml.validation import ContractViolationError, check_inputs, check_outputs
 
     own_workspace = workspace is None
     if workspace is None:

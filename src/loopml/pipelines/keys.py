@@ -6,7 +6,6 @@ import json
 import os
 import time
 from collections.abc import Iterable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,10 @@ __all__ = ["cache_key", "explain_miss", "package_versions", "step_code_hash"]
 
 def package_versions(names: tuple[str, ...]) -> dict[str, str]:
     """Installed versions of the distributions a step declares (``missing`` if not installed)."""
+    if not names:
+        return {}
+    from importlib import metadata  # not on the path of a step that declares none
+
     versions = {}
     for name in names:
         try:

@@ -93,8 +93,8 @@ def _resolve_run_node(workspace: Workspace, text: str) -> tuple[str, str | None]
         raise UserInputError(
             f"{text!r}: POSITION must be a number (0 for the first output)"
         ) from None
-    recorded = recorded_pipeline_run(SqlTrackingStore(workspace.metadata), run_ref)
-    records = StepRecords(workspace.metadata).for_pipeline_run(recorded.id)
+    recorded = recorded_pipeline_run(SqlTrackingStore(workspace=workspace), run_ref)
+    records = StepRecords(workspace.sql).for_pipeline_run(recorded.id)
     by_node = {r.node: r for r in records}
     if node not in by_node:
         known = ", ".join(by_node) or "none"
@@ -127,7 +127,7 @@ def walk_lineage(
 class _Walker:
     def __init__(self, workspace: Workspace, max_depth: int) -> None:
         self.workspace = workspace
-        self.records = StepRecords(workspace.metadata)
+        self.records = StepRecords(workspace.sql)
         self.max_depth = max_depth
         self.seen: set[tuple[str, str]] = set()
 

@@ -167,10 +167,10 @@ def _roll_up_metrics(run: Any, results: list[Any]) -> None:
     """
     store = run._session.store
     finals: dict[str, list[tuple[str, float]]] = {}
-    for result in results:
-        if result.status == "failed":
-            continue
-        for key, value in store.latest_metrics(result.run_id).items():
+    kept = [result for result in results if result.status != "failed"]
+    latest = store.latest_metrics_of([result.run_id for result in kept])
+    for result in kept:
+        for key, value in latest.get(result.run_id, {}).items():
             if key != "duration_s" and not key.startswith("system/"):
                 finals.setdefault(key, []).append((result.name, value))
     rolled = {}

@@ -146,7 +146,7 @@ def check_code(graph: Graph, records: list[StepRecord], project_root: Any) -> li
 
 def _pins(workspace: Workspace, records: list[StepRecord]) -> dict[tuple[str, str], str]:
     """``(node, input) → NAME@vN`` of every dataset version the run read."""
-    store = StepRecords(workspace.metadata)
+    store = StepRecords(workspace.sql)
     pins = {}
     for record in records:
         for kind, ident, role in store.sources_of("step_run", record.id):
@@ -174,9 +174,9 @@ def reproduce_run(
     from loopml.pipelines.runner import RunOptions
     from loopml.tracking.sql_store import SqlTrackingStore
 
-    store = SqlTrackingStore(workspace.metadata)
+    store = SqlTrackingStore(workspace=workspace)
     recorded = recorded_pipeline_run(store, reference)
-    records = StepRecords(workspace.metadata).for_pipeline_run(recorded.id)
+    records = StepRecords(workspace.sql).for_pipeline_run(recorded.id)
     if not records:
         raise PipelineError(f"run {reference} recorded no steps; there is nothing to reproduce")
     base = reload_pipeline(recorded)
@@ -202,7 +202,7 @@ def reproduce_run(
             store.log_batch(failed_run.id, tags=[(REPRODUCTION_TAG, recorded.id)])
         raise
     store.log_batch(result.id, tags=[(REPRODUCTION_TAG, recorded.id)])
-    fresh = StepRecords(workspace.metadata).for_pipeline_run(result.id)
+    fresh = StepRecords(workspace.sql).for_pipeline_run(result.id)
     outputs = compare_outputs(workspace, records, fresh)
     metrics = compare_metrics(store, records, fresh)
     return Reproduction(

@@ -237,7 +237,7 @@ def resume_run(
     from loopml.tracking.model import RunStatus
     from loopml.tracking.sql_store import SqlTrackingStore
 
-    store = SqlTrackingStore(workspace.metadata)
+    store = SqlTrackingStore(workspace=workspace)
     recorded = recorded_pipeline_run(store, reference)
     status = recorded.info.status
     if status is RunStatus.RUNNING:

@@ -6,7 +6,6 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,8 +18,12 @@ from loopml.pipelines.model import OutputRecord, StepRecord
 from loopml.store.workspace import Workspace
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from loopml.pipelines.ray_executor import RayPool
+    from loopml.pipelines.records import FinishedStep
     from loopml.tracking.fluent import ActiveRun
+    from loopml.tracking.model import NewRun, RunStatus
 
 __all__ = ["PipelineRun", "RunOptions", "StepResult", "plan", "run_graph"]
 
@@ -149,9 +152,12 @@ class _Context:
         self.options = options
         from loopml.pipelines.records import StepRecords
 
-        self.records = StepRecords(workspace.metadata)
+        self.records = StepRecords(workspace.sql)
         self.store = run._session.store
         self.done: dict[str, StepResult] = {}
+        # Cached steps waiting to be recorded: written together, in one transaction, before
+        # the next step runs and when the run ends (see ``flush``).
+        self.pending: list[tuple[FinishedStep, str, NewRun]] = []
         self.sys_path = tuple(p for p in sys.path if p)
         self.previous: dict[str, StepRecord] = {}
         if options.resume_run_id is not None:
@@ -188,47 +194,66 @@ class _Context:
         start = self.options.start_from
         return start is not None and node.name in self.graph.downstream_of(start)
 
-    def begin(self, node: Node, key: str, parts: dict[str, Any]) -> str:
-        from loopml.tracking.model import InputRecord
+    def _new_run(self, node: Node, parts: dict[str, Any], status: RunStatus, now: int) -> NewRun:
+        """The tracking run of a step: a child of the pipeline's run, in its experiment."""
+        from loopml.ids import new_id
+        from loopml.tracking.model import NewRun, RunStatus
 
-        info = self.store.create_run(
-            experiment=self.run.info.experiment,
+        info = self.run.info
+        return NewRun(
+            id=new_id(),
+            experiment_id=self.store.experiment_id(info.experiment),
             name=node.name,
+            status=status,
+            start_time=now,
+            end_time=None if status is RunStatus.RUNNING else now,
             parent_run_id=self.run.id,
-            user=self.run.info.user,
-            host=self.run.info.host,
-            pid=self.run.info.pid,
+            user=info.user,
+            host=info.host,
+            pid=info.pid,
             tags={"loopml.step": node.step.identity, "loopml.kind": "step"},
+            params={i.name: str(i.value) for i in node.inputs if i.kind == "value"},
+            inputs=_data_inputs(parts),
         )
-        params = [(i.name, str(i.value)) for i in node.inputs if i.kind == "value"]
-        if params:
-            self.store.log_batch(info.id, params=params)
-        # Dataset versions read as inputs belong to the step's run and to the pipeline's run,
-        # whether the step runs or comes from the cache.
-        inputs = [
-            InputRecord(p["ref"].partition("@")[0], int(p["version"]), p["hash"])
-            for p in parts["inputs"].values()
-            if p.get("kind") == "data"
-        ]
-        if inputs:
-            self.store.log_inputs(info.id, inputs)
-            self.store.log_inputs(self.run.id, inputs)
-        self.records.start(
-            step_run_id=info.id,
-            pipeline_run_id=self.run.id,
-            node=node.name,
-            step=node.step.identity,
-            cache_key=key,
-            code_hash=parts["code"],
-            key_parts=parts,
-        )
-        return info.id
+
+    def begin(self, node: Node, key: str, parts: dict[str, Any]) -> str:
+        """Record a step as running: its tracking run and its step record, in one commit."""
+        from loopml.tracking.model import RunStatus
+        from loopml.tracking.sql_store import now_ms
+
+        self.flush()
+        run = self._new_run(node, parts, RunStatus.RUNNING, now_ms())
+
+        def write(sql: Any) -> None:
+            self.store.insert_runs_tx(sql, [run])
+            # Dataset versions read as inputs belong to the step's run and to the pipeline's
+            # run, whether the step runs or comes from the cache.
+            self.store.log_inputs_tx(sql, self.run.id, run.inputs)
+            self.records.start_tx(
+                sql,
+                step_run_id=run.id,
+                pipeline_run_id=self.run.id,
+                node=node.name,
+                step=node.step.identity,
+                cache_key=key,
+                code_hash=parts["code"],
+                key_parts=parts,
+            )
+
+        self.store.db.write(write)
+        return str(run.id)
 
     def reuse(
         self, node: Node, key: str, parts: dict[str, Any], edges: list[Any]
     ) -> StepResult | None:
-        """A cached (or, when resuming, previously completed) result, if its outputs exist."""
+        """A cached (or, when resuming, previously completed) result, if its outputs exist.
+
+        Its records are not written at once but queued (see :meth:`flush`): a cached step's
+        run is born finished, with its step record, outputs and lineage, in one commit.
+        """
+        from loopml.pipelines.records import FinishedStep
         from loopml.tracking.model import RunStatus
+        from loopml.tracking.sql_store import now_ms
 
         source: StepRecord | None = None
         reason = ""
@@ -243,27 +268,58 @@ class _Context:
         if node.name in self.previous and source.pipeline_run_id == self.run.id:
             # Resuming in place: the step's record in this very run stands as it is.
             return StepResult(node.name, "cached", 0.0, source.id, source.outputs, reason=reason)
-        run_id = self.begin(node, key, parts)
-        self.records.finish(
-            run_id,
+        now = now_ms()
+        run = self._new_run(node, parts, RunStatus.FINISHED, now)
+        step = FinishedStep(
+            step_run_id=run.id,
+            pipeline_run_id=self.run.id,
+            node=node.name,
+            step=node.step.identity,
+            cache_key=key,
+            code_hash=parts["code"],
+            key_parts=parts,
             status="cached",
+            started_at=now,
             duration_ms=0,
             attempts=0,
-            outputs=list(source.outputs),
-            lineage=edges,
+            outputs=tuple(source.outputs),
+            lineage=tuple(edges),
         )
-        # A cached step has the metrics of the run that computed its outputs.
+        self.pending.append((step, source.id, run))
+        return StepResult(node.name, "cached", 0.0, run.id, source.outputs, reason=reason)
+
+    def flush(self) -> None:
+        """Record the queued cached steps, all in one transaction.
+
+        Each gets its finished tracking run (tags, params, dataset inputs, and the metrics of
+        the run that computed its outputs), its step record, outputs and lineage edges; the
+        pipeline's run gets the dataset versions they read.
+        """
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        from dataclasses import replace
+
         from loopml.tracking.model import Metric
 
-        now = int(time.time() * 1000)
-        carried = [
-            Metric(key, value, 0, now)
-            for key, value in self.store.latest_metrics(source.id).items()
-            if key != "duration_s" and not key.startswith("system/")
-        ]
-        self.store.log_batch(run_id, metrics=carried, tags=[("loopml.step.status", "cached")])
-        self.store.set_status(run_id, RunStatus.FINISHED)
-        return StepResult(node.name, "cached", 0.0, run_id, source.outputs, reason=reason)
+        def write(sql: Any) -> None:
+            carried = self.store.latest_metrics_tx(sql, [source for _, source, _ in pending])
+            runs = []
+            for step, source, run in pending:
+                # A cached step has the metrics of the run that computed its outputs.
+                metrics = tuple(
+                    Metric(name, value, 0, step.started_at)
+                    for name, value in carried.get(source, {}).items()
+                    if name != "duration_s" and not name.startswith("system/")
+                )
+                runs.append(
+                    replace(run, metrics=metrics, tags={**run.tags, "loopml.step.status": "cached"})
+                )
+            self.store.insert_runs_tx(sql, runs)
+            self.store.log_inputs_tx(sql, self.run.id, [i for run in runs for i in run.inputs])
+            self.records.insert_finished_tx(sql, [step for step, _, _ in pending])
+
+        self.store.db.write(write)
 
     def task(self, node: Node, run_id: str, specs: list[ArgSpec]) -> StepTask:
         return StepTask(
@@ -282,43 +338,66 @@ class _Context:
     def complete(
         self, node: Node, run_id: str, key: str, result: TaskResult, edges: list[Any]
     ) -> StepResult:
+        """Record how a step that ran went: its step record and its run, in one commit."""
         from loopml.tracking.model import Metric, RunStatus
 
         if result.error is None:
-            self.records.finish(
-                run_id,
-                status="ran",
-                duration_ms=result.duration_ms,
-                attempts=result.attempts,
-                outputs=list(result.outputs),
-                cache_key=key if node.step.cache else None,
-                step=node.step.identity,
-                lineage=edges,
-            )
-            self.store.log_batch(
-                run_id,
-                metrics=[
-                    Metric("duration_s", result.duration_ms / 1000, 0, int(time.time() * 1000))
-                ],
-                tags=[("loopml.step.status", "ran")],
-            )
-            self.store.set_status(run_id, RunStatus.FINISHED)
+
+            def succeeded(sql: Any) -> None:
+                self.records.finish_tx(
+                    sql,
+                    run_id,
+                    status="ran",
+                    duration_ms=result.duration_ms,
+                    attempts=result.attempts,
+                    outputs=list(result.outputs),
+                    cache_key=key if node.step.cache else None,
+                    step=node.step.identity,
+                    lineage=edges,
+                )
+                self.store.log_batch_tx(
+                    sql,
+                    run_id,
+                    metrics=[
+                        Metric("duration_s", result.duration_ms / 1000, 0, int(time.time() * 1000))
+                    ],
+                    tags=[("loopml.step.status", "ran")],
+                )
+                self.store.set_status_tx(sql, run_id, RunStatus.FINISHED)
+
+            self.store.db.write(succeeded)
             return StepResult(node.name, "ran", result.duration_ms / 1000, run_id, result.outputs)
         message = f"{result.error}\n{result.user_traceback or ''}"
-        self.records.finish(
-            run_id,
-            status="failed",
-            duration_ms=result.duration_ms,
-            attempts=result.attempts,
-            outputs=[],
-            error=message,
-        )
-        self.store.log_batch(run_id, tags=[("loopml.step.status", "failed")])
         error_type, _, error_text = (result.error or "").partition(": ")
-        self.store.set_status(
-            run_id, RunStatus.FAILED, error_type=error_type, error_message=error_text
-        )
+
+        def failed(sql: Any) -> None:
+            self.records.finish_tx(
+                sql,
+                run_id,
+                status="failed",
+                duration_ms=result.duration_ms,
+                attempts=result.attempts,
+                outputs=[],
+                error=message,
+            )
+            self.store.log_batch_tx(sql, run_id, tags=[("loopml.step.status", "failed")])
+            self.store.set_status_tx(
+                sql, run_id, RunStatus.FAILED, error_type=error_type, error_message=error_text
+            )
+
+        self.store.db.write(failed)
         return StepResult(node.name, "failed", result.duration_ms / 1000, run_id, (), error=message)
+
+
+def _data_inputs(parts: dict[str, Any]) -> tuple[Any, ...]:
+    """The dataset versions among a step's key parts, as tracking inputs."""
+    from loopml.tracking.model import InputRecord
+
+    return tuple(
+        InputRecord(p["ref"].partition("@")[0], int(p["version"]), p["hash"])
+        for p in parts["inputs"].values()
+        if p.get("kind") == "data"
+    )
 
 
 def _selected_nodes(graph: Graph, options: RunOptions) -> list[str]:
@@ -415,6 +494,9 @@ def run_graph(
                 else:
                     running[pool.submit(task)] = (node, run_id, key, edges)
             if running:
+                from concurrent.futures import FIRST_COMPLETED, wait
+
+                context.flush()  # cached steps are recorded before waiting on workers
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for future in finished:
                     node, run_id, key, edges = running.pop(future)
@@ -424,8 +506,11 @@ def run_graph(
             elif pending and not ready:
                 break  # everything left depends on a failed step
     finally:
-        if pool is not None:
-            pool.shutdown()
+        try:
+            context.flush()
+        finally:
+            if pool is not None:
+                pool.shutdown()
     return results, failure
 
 
@@ -480,7 +565,7 @@ def plan(graph: Graph, workspace: Workspace, options: RunOptions) -> list[Planne
     """What a run would do, per step, and why — without running anything."""
     from loopml.pipelines.records import StepRecords
 
-    records = StepRecords(workspace.metadata)
+    records = StepRecords(workspace.sql)
     done: dict[str, StepResult] = {}
     planned: list[PlannedStep] = []
     for name in _selected_nodes(graph, options):

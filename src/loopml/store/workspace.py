@@ -16,6 +16,7 @@ from loopml.store.registry import open_object_backend, url_scheme
 
 if TYPE_CHECKING:
     from loopml.store.metadata import MetadataStore
+    from loopml.store.metadata.plainsql import SqlDatabase
 
 __all__ = ["Workspace", "init_workspace"]
 
@@ -34,6 +35,7 @@ class Workspace:
 
     settings: Settings
     _metadata: MetadataStore | None = field(default=None, repr=False)
+    _sql: SqlDatabase | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, root: Path | None = None, **overrides: Any) -> Workspace:
@@ -77,6 +79,21 @@ class Workspace:
             self._metadata = MetadataStore.open(self.settings.database_url)
         return self._metadata
 
+    @property
+    def sql(self) -> SqlDatabase:
+        """The metadata database for plain SQL (the hot paths of runs and pipelines).
+
+        A SQLite file at the current schema is spoken to with the standard library's
+        ``sqlite3``, so that SQLAlchemy is not imported; anything else goes through
+        :attr:`metadata`.
+        """
+        if self._sql is None:
+            from loopml.store.metadata.plainsql import AlchemyDatabase, SqliteDatabase
+
+            fast = SqliteDatabase.open_current(self.settings.database_url)
+            self._sql = fast if fast is not None else AlchemyDatabase(self.metadata)
+        return self._sql
+
     def cache_dir(self, *parts: str) -> Path:
         """A folder under ``.loopml/cache`` for materialised, rebuildable files."""
         path = self.dir.joinpath("cache", *parts)
@@ -106,6 +123,9 @@ class Workspace:
 
     def close(self) -> None:
         """Release database connections."""
+        if self._sql is not None:
+            self._sql.close()
+            self._sql = None
         if self._metadata is not None:
             self._metadata.close()
             self._metadata = None

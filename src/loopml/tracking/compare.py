@@ -13,11 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-
-from loopml.ids import shortest_unique_prefixes
 from loopml.store.errors import StoreError
-from loopml.store.metadata.schema import runs
 from loopml.store.objects.store import ObjectStore
 from loopml.tracking.errors import TrackingError
 from loopml.tracking.model import RunInfo
@@ -48,13 +44,7 @@ Value = str | float | None
 
 def id_prefixes(store: SqlTrackingStore, ids: Iterable[str]) -> dict[str, str]:
     """The shortest prefix (at least 8 characters) of each id that no other run id shares."""
-    wanted = list(ids)
-    if not wanted:
-        return {}
-    with store.metadata.read() as conn:
-        every = [str(r) for (r,) in conn.execute(select(runs.c.id))]
-    prefixes = shortest_unique_prefixes([*every, *wanted])
-    return {ident: prefixes[ident] for ident in wanted}
+    return store.id_prefixes(ids)
 
 
 def resolve_runs(store: SqlTrackingStore, references: Sequence[str]) -> list[str]:
@@ -184,13 +174,7 @@ def run_details(store: SqlTrackingStore, objects: ObjectStore, reference: str) -
     manifest = load_manifest(objects, run)
     children = []
     if child_ids:
-        with store.metadata.read() as conn:
-            found = {
-                r.id: (r.name, r.status)
-                for r in conn.execute(
-                    select(runs.c.id, runs.c.name, runs.c.status).where(runs.c.id.in_(child_ids))
-                )
-            }
+        found = store.names_and_statuses(child_ids)
         children = [(prefixes[c], *found[c]) for c in child_ids if c in found]
     return RunDetails(
         run=run,

@@ -80,7 +80,10 @@ class _Session:
         from loopml.tracking.sql_store import SqlTrackingStore
 
         self.workspace = workspace
-        self.store = SqlTrackingStore(workspace.metadata)
+        self.store = SqlTrackingStore(workspace=workspace)
+        # Opened here, before the writer's thread starts: the database (and any error opening
+        # it) is this call's, and the threads never race to open it.
+        self.store.db  # noqa: B018
         self.writer = BackgroundWriter(self.store)
         self.capture = ManifestCapture(cwd=Path.cwd())
 

@@ -51,19 +51,51 @@ class GitState:
         }
 
 
+def _git_env() -> dict[str, str]:
+    return {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+
+
 def _git(args: list[str], cwd: Path) -> bytes | None:
-    try:
-        proc = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            capture_output=True,
-            timeout=_GIT_TIMEOUT_S,
-            check=False,
-            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout if proc.returncode == 0 else None
+    return _git_all([args], cwd)[0]
+
+
+def _git_all(commands: list[list[str]], cwd: Path) -> list[bytes | None]:
+    """Run independent ``git`` commands at once; each one's stdout, or None where it failed.
+
+    Started together, they take as long as the slowest (in a dirty repository, the diff)
+    rather than the sum of their start-ups.
+    """
+    started: list[subprocess.Popen[bytes] | None] = []
+    env = _git_env()
+    for args in commands:
+        try:
+            started.append(
+                subprocess.Popen(
+                    ["git", *args],
+                    cwd=cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                )
+            )
+        except OSError:
+            started.append(None)
+    deadline = time.monotonic() + _GIT_TIMEOUT_S
+    results: list[bytes | None] = []
+    for proc in started:
+        if proc is None:
+            results.append(None)
+            continue
+        try:
+            out, _ = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            results.append(None)
+            continue
+        results.append(out if proc.returncode == 0 else None)
+    return results
 
 
 def capture_git(cwd: Path) -> GitState:
@@ -72,16 +104,23 @@ def capture_git(cwd: Path) -> GitState:
     if root is None:
         return GitState(None, None, False, None, (), None)
     top = Path(root.decode().strip())
-    commit = _git(["rev-parse", "HEAD"], top)
-    branch = _git(["rev-parse", "--abbrev-ref", "HEAD"], top)
-    status = _git(["status", "--porcelain=v1", "-z", "--untracked-files=all"], top) or b""
+    # The diff is taken at once with the rest (only used when something changed).
+    commit, branch, status_out, diff = _git_all(
+        [
+            ["rev-parse", "HEAD"],
+            ["rev-parse", "--abbrev-ref", "HEAD"],
+            ["status", "--porcelain=v1", "-z", "--untracked-files=all"],
+            ["diff", "HEAD", "--binary"],
+        ],
+        top,
+    )
+    status = status_out or b""
     changed = tuple(
         sorted(entry[3:].decode(errors="replace") for entry in status.split(b"\0") if entry[3:])
     )
     diff_hash = None
     if changed:
-        diff = _git(["diff", "HEAD", "--binary"], top) or b""
-        digest = hashlib.blake2b(diff, digest_size=16)
+        digest = hashlib.blake2b(diff or b"", digest_size=16)
         for name in changed:
             path = top / name
             if path.is_file() and not path.is_symlink():
@@ -136,8 +175,6 @@ def installed_packages() -> list[str]:
 
 def capture_environment() -> dict[str, Any]:
     """Python, installed packages, platform and hardware of this process."""
-    import psutil
-
     packages = installed_packages()
     gpus: list[dict[str, Any]] = []
     try:
@@ -167,10 +204,24 @@ def capture_environment() -> dict[str, Any]:
         },
         "hardware": {
             "cpu_count": os.cpu_count(),
-            "memory_mb": psutil.virtual_memory().total >> 20,
+            "memory_mb": _memory_bytes() >> 20,
             "gpus": gpus,
         },
     }
+
+
+def _memory_bytes() -> int:
+    """The machine's physical memory: from ``sysconf`` where there is one (the same figure
+    ``psutil`` reports, without importing it on the path of every run), else from ``psutil``."""
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        pages = size = -1
+    if pages > 0 and size > 0:
+        return int(pages * size)
+    import psutil
+
+    return int(psutil.virtual_memory().total)
 
 
 def canonical_json(document: Mapping[str, Any]) -> bytes:

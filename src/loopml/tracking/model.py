@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["ArtifactRecord", "InputRecord", "Metric", "RunInfo", "RunStatus"]
+__all__ = ["ArtifactRecord", "InputRecord", "Metric", "NewRun", "RunInfo", "RunStatus"]
 
 
 class RunStatus(StrEnum):
@@ -81,3 +81,26 @@ class RunInfo:
     def duration_ms(self) -> int | None:
         """Wall-clock duration, once ended."""
         return None if self.end_time is None else self.end_time - self.start_time
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """A run written whole, with its tags, params, metrics and inputs, in one transaction.
+
+    Pipelines record a cached step this way: its run is born finished, never half-written.
+    """
+
+    id: str
+    experiment_id: str
+    name: str
+    status: RunStatus
+    start_time: int
+    end_time: int | None
+    parent_run_id: str | None
+    user: str
+    host: str
+    pid: int
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: tuple[Metric, ...] = ()
+    inputs: tuple[InputRecord, ...] = ()

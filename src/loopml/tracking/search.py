@@ -3,7 +3,8 @@
 Filters are clauses joined by ``and``: ``metrics.acc > 0.9``, ``params.max_depth = '8'``,
 ``tags.team = 'growth'``, ``attributes.status = 'finished'``, with ``= != < <= > >=`` for
 numbers, ``= != LIKE ILIKE IN NOT IN`` for strings. Every clause becomes an indexed sub-query;
-nothing is filtered or sorted in Python.
+nothing is filtered or sorted in Python. The SQL is plain (bound ``:name`` parameters, for
+SQLite and PostgreSQL alike), run through the store's ``db``: on SQLite, the standard library.
 """
 
 from __future__ import annotations
@@ -13,20 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, not_, nulls_last, select
-
-from loopml.store.metadata.schema import (
-    experiments,
-    latest_metrics,
-    run_params,
-    run_tags,
-    runs,
-)
+from loopml.store.metadata.plainsql import in_list
 from loopml.tracking.errors import FilterSyntaxError
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from loopml.store.metadata.plainsql import Sql
     from loopml.tracking.sql_store import SqlTrackingStore
 
 __all__ = ["Clause", "OrderBy", "parse_filter", "parse_order_by", "search_runs"]
@@ -56,18 +50,20 @@ _ENTITY = {
     "attr": "attributes",
     "run": "attributes",
 }
+# Attribute -> its column, in a query over ``runs AS r JOIN experiments AS e``.
 _ATTRIBUTES = {
-    "status": runs.c.status,
-    "name": runs.c.name,
-    "run_name": runs.c.name,
-    "run_id": runs.c.id,
-    "id": runs.c.id,
-    "start_time": runs.c.start_time,
-    "end_time": runs.c.end_time,
-    "user": runs.c.user,
-    "parent_run_id": runs.c.parent_run_id,
-    "experiment": experiments.c.name,
+    "status": "r.status",
+    "name": "r.name",
+    "run_name": "r.name",
+    "run_id": "r.id",
+    "id": "r.id",
+    "start_time": "r.start_time",
+    "end_time": "r.end_time",
+    "user": 'r."user"',
+    "parent_run_id": "r.parent_run_id",
+    "experiment": "e.name",
 }
+_KEYED = {"metrics": "latest_metrics", "params": "run_params", "tags": "run_tags"}
 _NUMERIC_ATTRIBUTES = {"start_time", "end_time"}
 _NUMBER_OPS = {"=", "!=", "<", "<=", ">", ">="}
 _STRING_OPS = {"=", "!=", "LIKE", "ILIKE", "IN", "NOT IN"}
@@ -282,49 +278,55 @@ def _glob_pattern(like: str) -> str:
     return "".join(special.get(char, char) for char in like)
 
 
-def _compare(column: Any, op: str, value: Any, dialect: str = "") -> Any:
-    if op == "=":
-        return column == value
-    if op == "!=":
-        return column != value
-    if op == "<":
-        return column < value
-    if op == "<=":
-        return column <= value
-    if op == ">":
-        return column > value
-    if op == ">=":
-        return column >= value
+class _Params:
+    """Bound parameters of one query, named in order."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def bind(self, value: Any) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return f":{name}"
+
+    def bind_all(self, values: Sequence[Any]) -> str:
+        names, bound = in_list(f"p{len(self.values)}_", values)
+        self.values.update(bound)
+        return names
+
+
+def _compare(column: str, op: str, value: Any, params: _Params, dialect: str = "") -> str:
+    if op in ("=", "!=", "<", "<=", ">", ">="):
+        return f"{column} {op} {params.bind(value)}"
     if op == "LIKE":
         if dialect == "sqlite":
             # SQLite's LIKE ignores case; MLflow's (and PostgreSQL's) does not. GLOB does not.
-            return column.op("GLOB", is_comparison=True)(_glob_pattern(str(value)))
-        return column.like(value)
+            return f"{column} GLOB {params.bind(_glob_pattern(str(value)))}"
+        return f"{column} LIKE {params.bind(value)}"
     if op == "ILIKE":
-        return func.lower(column).like(str(value).lower())
+        return f"lower({column}) LIKE {params.bind(str(value).lower())}"
     if op == "IN":
-        return column.in_(value)
-    return column.not_in(value)
+        return f"{column} IN ({params.bind_all(value)})"
+    return f"({column} NOT IN ({params.bind_all(value)}))"
 
 
-def _condition(clause: Clause, dialect: str = "") -> Any:
+def _condition(clause: Clause, params: _Params, dialect: str = "") -> str:
     if clause.entity == "attributes":
         column = _ATTRIBUTES[clause.key]
         value = int(clause.value) if clause.key in _NUMERIC_ATTRIBUTES else clause.value
-        return _compare(column, clause.op, value, dialect)
-    table = {"metrics": latest_metrics, "params": run_params, "tags": run_tags}[clause.entity]
+        return _compare(column, clause.op, value, params, dialect)
+    table = _KEYED[clause.entity]
+    key = params.bind(clause.key)
     if clause.op in ("!=", "NOT IN") and clause.entity != "metrics":
         # MLflow semantics: a run without the key does not match "!=" either.
         positive = "=" if clause.op == "!=" else "IN"
-        matching = select(table.c.run_id).where(
-            table.c.key == clause.key, _compare(table.c.value, positive, clause.value, dialect)
+        matching = _compare('k."value"', positive, clause.value, params, dialect)
+        return (
+            f'r.id IN (SELECT k.run_id FROM {table} AS k WHERE k."key" = {key}) AND NOT '
+            f'(r.id IN (SELECT k.run_id FROM {table} AS k WHERE k."key" = {key} AND {matching}))'
         )
-        having = select(table.c.run_id).where(table.c.key == clause.key)
-        return and_(runs.c.id.in_(having), not_(runs.c.id.in_(matching)))
-    sub = select(table.c.run_id).where(
-        table.c.key == clause.key, _compare(table.c.value, clause.op, clause.value, dialect)
-    )
-    return runs.c.id.in_(sub)
+    compared = _compare('k."value"', clause.op, clause.value, params, dialect)
+    return f'r.id IN (SELECT k.run_id FROM {table} AS k WHERE k."key" = {key} AND {compared})'
 
 
 def search_runs(
@@ -344,54 +346,56 @@ def search_runs(
     if max_results < 1:
         raise FilterSyntaxError("max_results must be at least 1")
     store.reap_crashed()
-    query = select(
-        runs.c.id,
-        experiments.c.name.label("experiment"),
-        runs.c.name,
-        runs.c.status,
-        runs.c.start_time,
-        runs.c.end_time,
-        runs.c.parent_run_id,
-    ).join(experiments, experiments.c.id == runs.c.experiment_id)
+    params = _Params()
+    where = []
     if experiments_:
-        query = query.where(experiments.c.name.in_(list(experiments_)))
+        where.append(f"e.name IN ({params.bind_all(list(experiments_))})")
     if not include_deleted:
-        query = query.where(runs.c.deleted_at.is_(None))
-    for clause in clauses:
-        query = query.where(_condition(clause, store.metadata.dialect))
+        where.append("r.deleted_at IS NULL")
+    dialect = store.db.dialect
+    where += [f"({_condition(clause, params, dialect)})" for clause in clauses]
+    joins = []
+    sorts = []
     for index, order in enumerate(ordering):
         if order.entity == "attributes":
-            column: Any = _ATTRIBUTES[order.key]
+            column = _ATTRIBUTES[order.key]
         else:
-            table = {"metrics": latest_metrics, "params": run_params, "tags": run_tags}[
-                order.entity
-            ].alias(f"order_{index}")
-            query = query.outerjoin(
-                table, and_(table.c.run_id == runs.c.id, table.c.key == order.key)
+            alias = f"order_{index}"
+            joins.append(
+                f"LEFT OUTER JOIN {_KEYED[order.entity]} AS {alias} "
+                f'ON {alias}.run_id = r.id AND {alias}."key" = {params.bind(order.key)}'
             )
-            column = table.c.value
-        query = query.order_by(nulls_last(column.desc() if order.descending else column.asc()))
-    query = query.order_by(runs.c.start_time.desc(), runs.c.id.desc()).limit(max_results)
+            column = f'{alias}."value"'
+        sorts.append(f"{column} {'DESC' if order.descending else 'ASC'} NULLS LAST")
+    sorts += ["r.start_time DESC", "r.id DESC"]
+    query = (
+        "SELECT r.id, e.name, r.name, r.status, r.start_time, r.end_time, r.parent_run_id "
+        "FROM runs AS r JOIN experiments AS e ON e.id = r.experiment_id "
+        + " ".join(joins)
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + f" ORDER BY {', '.join(sorts)} LIMIT {params.bind(max_results)}"
+    )
 
-    with store.metadata.read() as conn:
-        rows = conn.execute(query).all()
-        ids = [r.id for r in rows]
-        params = _pivot(conn, run_params, ids)
-        metrics = _pivot(conn, latest_metrics, ids)
-        tags = _pivot(conn, run_tags, ids)
+    def read(sql: Sql) -> tuple[list[tuple[Any, ...]], list[dict[str, dict[str, Any]]]]:
+        rows = sql.rows(query, params.values)
+        ids = [str(r[0]) for r in rows]
+        return rows, [_pivot(sql, table, ids) for table in _KEYED.values()]
+
+    rows, (metrics, run_params, tags) = store.db.read(read)
+    ids = [str(r[0]) for r in rows]
     frame = pd.DataFrame(
         {
             "run_id": ids,
-            "experiment": [r.experiment for r in rows],
-            "name": [r.name for r in rows],
-            "status": [r.status for r in rows],
-            "start_time": pd.to_datetime([r.start_time for r in rows], unit="ms", utc=True),
-            "end_time": pd.to_datetime([r.end_time for r in rows], unit="ms", utc=True),
-            "parent_run_id": [r.parent_run_id for r in rows],
+            "experiment": [r[1] for r in rows],
+            "name": [r[2] for r in rows],
+            "status": [r[3] for r in rows],
+            "start_time": pd.to_datetime([r[4] for r in rows], unit="ms", utc=True),
+            "end_time": pd.to_datetime([r[5] for r in rows], unit="ms", utc=True),
+            "parent_run_id": [r[6] for r in rows],
         }
     )
     columns: dict[str, Any] = {}
-    for prefix, values in (("params", params), ("metrics", metrics), ("tags", tags)):
+    for prefix, values in (("params", run_params), ("metrics", metrics), ("tags", tags)):
         for key in sorted({k for per_run in values.values() for k in per_run}):
             default = float("nan") if prefix == "metrics" else None
             columns[f"{prefix}.{key}"] = [values.get(i, {}).get(key, default) for i in ids]
@@ -400,14 +404,14 @@ def search_runs(
     return frame
 
 
-def _pivot(conn: Any, table: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
+def _pivot(sql: Sql, table: str, ids: list[str]) -> dict[str, dict[str, Any]]:
     result: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        for run_id, key, value in conn.execute(
-            select(table.c.run_id, table.c.key, table.c.value).where(table.c.run_id.in_(chunk))
+        names, bound = in_list("r", ids[start : start + 500])
+        for run_id, key, value in sql.rows(
+            f'SELECT run_id, "key", "value" FROM {table} WHERE run_id IN ({names})', bound
         ):
-            if table is latest_metrics:
+            if table == "latest_metrics":
                 value = float("nan") if value is None else float(value)
-            result.setdefault(run_id, {})[key] = value
+            result.setdefault(str(run_id), {})[str(key)] = value
     return result

@@ -91,12 +91,20 @@ class SystemSampler:
             self._thread.join(timeout=5)
 
     def _loop(self) -> None:
+        # Nothing is imported or primed in a run's first moments: a short run has nothing to
+        # sample, and a run that logs at once is not slowed by importing psutil beside it.
+        # The first point is still taken ``interval`` after the start.
+        settle = min(self._interval / 2, 0.5)
+        if self._stop.wait(settle):
+            return
         import psutil
 
         rates = _Rates()
         psutil.cpu_percent(interval=None)  # the first call only primes the counter
         sample_once(rates)
-        while not self._stop.wait(self._interval):
+        wait = self._interval - settle
+        while not self._stop.wait(wait):
+            wait = self._interval
             stamp = time.time_ns() // 1_000_000
             points = [Metric(k, v, self._step, stamp) for k, v in sample_once(rates).items()]
             self._step += 1

@@ -1,6 +1,13 @@
-"""The metadata store: SQLite or PostgreSQL behind one API (DESIGN section 4)."""
+"""The metadata store: SQLite or PostgreSQL behind one API (DESIGN section 4).
 
-from loopml.store.metadata.engine import MetadataStore
+:class:`MetadataStore` (SQLAlchemy) is imported on first use, so that the plain-SQL fast paths
+(``loopml.store.metadata.plainsql``) and the errors can be imported without SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from loopml.store.metadata.errors import (
     DatabaseBusyError,
     DatabaseUnavailableError,
@@ -11,7 +18,10 @@ from loopml.store.metadata.errors import (
     SchemaTooNewError,
     WriteConflictError,
 )
-from loopml.store.metadata.migrate import HEAD_REVISION
+from loopml.store.schema_revisions import HEAD_REVISION
+
+if TYPE_CHECKING:
+    from loopml.store.metadata.engine import MetadataStore
 
 __all__ = [
     "HEAD_REVISION",
@@ -25,3 +35,11 @@ __all__ = [
     "SchemaTooNewError",
     "WriteConflictError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MetadataStore":
+        from loopml.store.metadata.engine import MetadataStore
+
+        return MetadataStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
