@@ -134,6 +134,13 @@ def test_run_caches_and_reruns_only_what_a_parameter_touches(cli: Cli, project: 
     fourth = cli("run", target(project), "-p", "window=2", "-p", "depth=3")
     assert steps(fourth) == {"load": "cached", "features": "ran", "train": "ran"}
 
+    # `runs ls` lists the four pipeline runs, not their twelve step runs (unless --steps).
+    listed = cli("runs", "ls")
+    assert listed.exit_code == 0, listed.output
+    assert len(listed.stdout.strip().splitlines()) == 1 + 4
+    with_steps = cli("runs", "ls", "--steps")
+    assert len(with_steps.stdout.strip().splitlines()) == 1 + 4 + 12
+
 
 def test_dry_run_says_which_parameter_input_or_code_changed(cli: Cli, project: Project) -> None:
     project.write("flow", FLOW)

@@ -101,8 +101,14 @@ def ls(
     ] = None,
     max_results: Annotated[int, typer.Option("--max", "-n", help="At most this many runs.")] = 100,
     deleted: Annotated[bool, typer.Option("--deleted", help="Include deleted runs.")] = False,
+    steps: Annotated[
+        bool, typer.Option("--steps", help="Include the child runs of pipeline steps.")
+    ] = False,
 ) -> None:
-    """List runs, newest first: status, duration, params and latest metrics."""
+    """List runs, newest first: status, duration, params and latest metrics.
+
+    Pipeline steps' child runs are left out unless --steps (`loopml runs dag RUN` shows them).
+    """
     from loopml.tracking.compare import list_runs
 
     with _tracking() as (_, store):
@@ -113,6 +119,7 @@ def ls(
             order_by=sort,
             max_results=max_results,
             include_deleted=deleted,
+            include_steps=steps,
         )
     if not listing.rows:
         if out.is_terminal:

@@ -238,6 +238,7 @@ def list_runs(
     order_by: Sequence[str] | None = None,
     max_results: int = 100,
     include_deleted: bool = False,
+    include_steps: bool = True,
 ) -> RunListing:
     """Runs matching MLflow's filter language, newest first unless ``order_by`` says otherwise."""
     from loopml.tracking.search import search_runs
@@ -249,6 +250,7 @@ def list_runs(
         order_by=order_by,
         max_results=max_results,
         include_deleted=include_deleted,
+        include_steps=include_steps,
     )
     param_keys = tuple(c.removeprefix("params.") for c in frame.columns if c.startswith("params."))
     metric_keys = tuple(

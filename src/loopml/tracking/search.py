@@ -337,8 +337,13 @@ def search_runs(
     order_by: Sequence[str] | None = None,
     max_results: int = 1000,
     include_deleted: bool = False,
+    include_steps: bool = True,
 ) -> pd.DataFrame:
-    """Runs matching the filter as a DataFrame, one row per run, MLflow's columns."""
+    """Runs matching the filter as a DataFrame, one row per run, MLflow's columns.
+
+    ``include_steps=False`` leaves out the child runs of pipeline steps (``loopml.kind`` =
+    ``step``), which are many and are shown by ``loopml runs dag`` instead.
+    """
     import pandas as pd
 
     clauses = parse_filter(filter_string)
@@ -352,6 +357,12 @@ def search_runs(
         where.append(f"e.name IN ({params.bind_all(list(experiments_))})")
     if not include_deleted:
         where.append("r.deleted_at IS NULL")
+    if not include_steps:
+        where.append(
+            f"NOT EXISTS (SELECT 1 FROM {_KEYED['tags']} AS kind WHERE kind.run_id = r.id "
+            f'AND kind."key" = {params.bind("loopml.kind")} '
+            f'AND kind."value" = {params.bind("step")})'
+        )
     dialect = store.db.dialect
     where += [f"({_condition(clause, params, dialect)})" for clause in clauses]
     joins = []
