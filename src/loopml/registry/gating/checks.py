@@ -639,7 +639,7 @@ def run_checks(
         note(f"fairness: {fairness.column}")
         outcomes.append(_fairness_check(ctx, fairness))
     for latency in spec.latency:
-        note(f"latency: {latency.rows} rows")
+        note(f"latency: {latency.rows} row{'s' if latency.rows != 1 else ''}")
         outcomes.append(_latency_check(ctx, latency))
     for custom in spec.custom:
         note(f"custom: {custom.name}")
