@@ -139,7 +139,8 @@ def _slice_keys(frame: pd.DataFrame, check: SliceCheck) -> tuple[np.ndarray, lis
             buckets = pd.qcut(numbers, check.buckets or 2, duplicates="drop")
         intervals = list(buckets.cat.categories)
         codes = buckets.cat.codes.to_numpy()
-        names = [str(interval) for interval in intervals]
+        lowest = check.bins[0] if check.bins is not None else float(numbers.min())
+        names = _interval_names(intervals, lowest)
         outside = (codes < 0) & ~missing
         labels = np.array([names[c] if c >= 0 else "(missing)" for c in codes], dtype=object)
         labels[outside] = "(outside bins)"
@@ -152,6 +153,18 @@ def _slice_keys(frame: pd.DataFrame, check: SliceCheck) -> tuple[np.ndarray, lis
     if missing.any():
         order.append("(missing)")
     return labels, order
+
+
+def _interval_names(intervals: list[Any], lowest: float) -> list[str]:
+    """``[0, 10]``, ``(10, 18]``…: the first bucket starts at the column's minimum (pandas
+    moves the edge a hair below it to include it), and numbers print short."""
+    names = []
+    for index, interval in enumerate(intervals):
+        left = max(float(interval.left), lowest) if index == 0 else float(interval.left)
+        opening = "[" if index == 0 or interval.closed in ("left", "both") else "("
+        closing = "]" if interval.closed in ("right", "both") else ")"
+        names.append(f"{opening}{left:g}, {float(interval.right):g}{closing}")
+    return names
 
 
 def _slice_checks(ctx: GateContext, tables: list[SliceTable]) -> Iterator[CheckOutcome]:
