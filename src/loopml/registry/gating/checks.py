@@ -399,30 +399,34 @@ def _score(ctx: GateContext, predictions: Predictions) -> np.ndarray:
     return np.asarray(predictions.labels, dtype=float)
 
 
-def _perturbed_predictions(
-    ctx: GateContext, change: Perturbation
-) -> tuple[Predictions, np.ndarray]:
-    changed, touched = _perturb(ctx.features, change)
-    return predict_all(ctx.candidate, changed), touched
+def _perturbed(
+    ctx: GateContext, kind: str, name: str, change: Perturbation, threshold: str
+) -> tuple[Predictions, np.ndarray] | CheckOutcome:
+    """Predictions after the change and the rows it touched, or the outcome that ends the
+    check: failed (the change or the prediction did not work) or skipped (no row changed)."""
+    try:
+        changed, touched = _perturb(ctx.features, change)
+        after = predict_all(ctx.candidate, changed)
+    except Exception as exc:
+        return CheckOutcome(kind, name, CheckStatus.FAILED, None, threshold, _first_line(exc))
+    if not touched.any():
+        return CheckOutcome(
+            kind,
+            name,
+            CheckStatus.SKIPPED,
+            None,
+            threshold,
+            f"no holdout row is changed by {change.describe()}",
+        )
+    return after, touched
 
 
 def _invariance_checks(ctx: GateContext, check: InvarianceCheck) -> CheckOutcome:
     threshold = f"share >= {check.min_share:g}"
-    try:
-        after, touched = _perturbed_predictions(ctx, check.perturbation)
-    except Exception as exc:
-        return CheckOutcome(
-            "invariance", check.name, CheckStatus.FAILED, None, threshold, _first_line(exc)
-        )
-    if not touched.any():
-        return CheckOutcome(
-            "invariance",
-            check.name,
-            CheckStatus.SKIPPED,
-            None,
-            threshold,
-            f"no holdout row is changed by {check.perturbation.describe()}",
-        )
+    found = _perturbed(ctx, "invariance", check.name, check.perturbation, threshold)
+    if isinstance(found, CheckOutcome):
+        return found
+    after, touched = found
     before = ctx.predictions
     if check.tolerance > 0 and before.proba is not None and after.proba is not None:
         delta = np.abs(np.asarray(after.proba, float) - np.asarray(before.proba, float))
@@ -440,21 +444,10 @@ def _invariance_checks(ctx: GateContext, check: InvarianceCheck) -> CheckOutcome
 
 def _direction_checks(ctx: GateContext, check: DirectionCheck) -> CheckOutcome:
     threshold = f"share >= {check.min_share:g}"
-    try:
-        after, touched = _perturbed_predictions(ctx, check.perturbation)
-    except Exception as exc:
-        return CheckOutcome(
-            "direction", check.name, CheckStatus.FAILED, None, threshold, _first_line(exc)
-        )
-    if not touched.any():
-        return CheckOutcome(
-            "direction",
-            check.name,
-            CheckStatus.SKIPPED,
-            None,
-            threshold,
-            f"no holdout row is changed by {check.perturbation.describe()}",
-        )
+    found = _perturbed(ctx, "direction", check.name, check.perturbation, threshold)
+    if isinstance(found, CheckOutcome):
+        return found
+    after, touched = found
     delta = _score(ctx, after) - _score(ctx, ctx.predictions)
     if check.expect == "decrease":
         delta = -delta
