@@ -144,7 +144,8 @@ def log_model(
 
     ``X_example`` (training rows, a DataFrame or 2-D array) gives the signature: columns,
     dtypes, nullability, categorical levels and observed ranges. The flavour is chosen by the
-    model's type (skops for scikit-learn, XGBoost and LightGBM) unless given. The version is
+    model's type (skops for scikit-learn; XGBoost's JSON and LightGBM's text model
+    formats for theirs, never pickle) unless given. The version is
     linked to the run and to the dataset versions the run read.
     """
     from loopml.tracking.errors import NoActiveRunError
