@@ -15,7 +15,7 @@ import typer
 
 from loopml.cli.output import err, out, print_table
 
-__all__ = ["app", "register", "validate"]
+__all__ = ["app", "validate"]
 
 app = typer.Typer(
     help="Data contracts: draft one from data (infer); check data with `loopml validate`.",
@@ -94,9 +94,3 @@ def validate(
     if not report.ok:
         err.print(f"{data} breaks {contract}: {report.summary()}")
         raise typer.Exit(1)
-
-
-def register(root: typer.Typer) -> None:
-    """Add ``loopml contract …`` and ``loopml validate`` to the root command."""
-    root.add_typer(app, name="contract")
-    root.command("validate")(validate)

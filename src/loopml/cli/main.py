@@ -8,6 +8,7 @@ traceback. Command modules import heavy libraries inside their functions, so ``l
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,7 @@ import typer
 
 from loopml._version import __version__
 from loopml.cli import (
+    contract_cmds,
     data_cmds,
     gate_cmds,
     import_cmds,
@@ -23,28 +25,10 @@ from loopml.cli import (
     runs_cmds,
     store_cmds,
 )
-from loopml.cli.contract_cmds import register as register_contract_commands
 from loopml.cli.output import err, out
 from loopml.errors import LoopMLError
 
 __all__ = ["app", "run"]
-
-app = typer.Typer(
-    name="loopml",
-    help="Local-first, closed-loop MLOps: version data, track runs, ship and watch models.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-app.add_typer(data_cmds.app, name="data")
-app.add_typer(store_cmds.remote_app, name="remote")
-app.add_typer(runs_cmds.app, name="runs")
-app.add_typer(import_cmds.app, name="import")
-app.add_typer(models_cmds.app, name="models")
-app.add_typer(gate_cmds.app, name="gate")
-store_cmds.register(app)
-pipeline_cmds.register(app, runs_cmds.app)
-register_contract_commands(app)
 
 
 def _version(value: bool) -> None:
@@ -53,7 +37,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def main(
     version: Annotated[
         bool,
@@ -64,7 +47,6 @@ def main(
     """loopml: local-first, closed-loop MLOps."""
 
 
-@app.command()
 def init(
     path: Annotated[
         Path, typer.Argument(help="Folder to make a workspace (default: here).")
@@ -79,13 +61,58 @@ def init(
         out.print(f"{verb} loopml workspace in {workspace.dir}")
 
 
+# The command groups, by name. Typer turns every command's signature into click parameters
+# each time the program starts; building only the group a command line names saves most of it.
+_GROUPS: dict[str, typer.Typer] = {
+    "data": data_cmds.app,
+    "remote": store_cmds.remote_app,
+    "runs": runs_cmds.app,
+    "import": import_cmds.app,
+    "models": models_cmds.app,
+    "gate": gate_cmds.app,
+    "contract": contract_cmds.app,
+}
+runs_cmds.app.command("dag")(pipeline_cmds.dag)
+
+
+def _root(groups: Iterable[str]) -> typer.Typer:
+    """The ``loopml`` command with its top-level commands and the named groups."""
+    root = typer.Typer(
+        name="loopml",
+        help="Local-first, closed-loop MLOps: version data, track runs, ship and watch models.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    root.callback()(main)
+    root.command()(init)
+    for name in groups:
+        root.add_typer(_GROUPS[name], name=name)
+    store_cmds.register(root)
+    pipeline_cmds.register(root)
+    root.command("validate")(contract_cmds.validate)
+    return root
+
+
+app = _root(_GROUPS)
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """The whole command for help and unknown words; only the named group otherwise."""
+    for arg in args:
+        if arg.startswith("-"):
+            continue
+        return _root([arg]) if arg in _GROUPS else app
+    return app
+
+
 def run(argv: list[str] | None = None) -> None:
     """Entry point of the ``loopml`` script."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
         # Standalone mode: usage errors print the usage line and exit 2, as every CLI does.
-        app(args=args, prog_name="loopml")
+        _app_for(args)(args=args, prog_name="loopml")
     except LoopMLError as exc:
         if debug:
             err.print_exception()

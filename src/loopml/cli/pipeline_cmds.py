@@ -28,13 +28,12 @@ __all__ = ["parse_params", "register"]
 _STYLES = {"ran": "green", "cached": "dim", "failed": "bold red", "not run": "yellow"}
 
 
-def register(app: typer.Typer, runs_app: typer.Typer) -> None:
-    """Add the pipeline commands to the ``loopml`` app and ``dag`` to ``loopml runs``."""
+def register(app: typer.Typer) -> None:
+    """Add the pipeline commands to the ``loopml`` app (``dag`` belongs to ``loopml runs``)."""
     app.command("run")(run_pipeline)
     app.command("resume")(resume)
     app.command("reproduce")(reproduce)
     app.command("lineage")(lineage)
-    runs_app.command("dag")(dag)
 
 
 # -- parameters ------------------------------------------------------------------------------
